@@ -1,0 +1,166 @@
+/**
+ * The GPT-2 forward pass, top to bottom, with the residual stream explicit and a hook at every
+ * TransformerLens hook point. Pure function of (weights, inputs); callers wrap it in tf.tidy.
+ *
+ * Shapes: b = batch, s = new positions this call, T = past + s (keys), d = d_model,
+ * h = n_heads, dh = d_head, m = d_mlp, V = d_vocab.
+ */
+import type * as tfc from '@tensorflow/tfjs-core';
+import { tf } from '../backend/index.js';
+import type { HookRunner } from '../hooks/index.js';
+import type { GPT2Config } from './config.js';
+import type { DeviceWeights } from './weights.js';
+
+/** Past keys/values per layer: k, v [b, h, past, dh]. */
+export interface LayerKV {
+  k: tfc.Tensor4D;
+  v: tfc.Tensor4D;
+}
+export type KVCache = LayerKV[];
+
+/** Replace the activation at hook point `hook` at (batch, pos) by `vector` ([d_model]). */
+export interface Patch {
+  hook: 'hook_embed' | `blocks.${number}.hook_resid_pre`;
+  /** Row of the batch; every row when omitted. */
+  batch?: number;
+  /** Absolute position in the sequence (past included). */
+  pos: number;
+  vector: ArrayLike<number>;
+}
+
+export interface ForwardInput {
+  ids: tfc.Tensor2D; // [b, s] int32
+  /** [b, s] int32; default pastLen + 0..s-1. Left-padded batches pass their own. */
+  positionIds?: tfc.Tensor2D;
+  /** [b, T] 1 = real token, 0 = padding; default all ones. */
+  keyMask?: number[][];
+  past?: KVCache;
+  patches?: Patch[];
+  hooks?: HookRunner;
+  /** Which positions get logits (the unembedding is the largest matmul). */
+  logits?: 'all' | 'last' | 'none';
+}
+
+export interface ForwardOutput {
+  logits?: tfc.Tensor3D; // [b, s or 1, V]
+  present: KVCache; // past + this call's keys/values
+  residFinal: tfc.Tensor3D; // [b, s, d], resid_post of the last block
+}
+
+export function layerNorm(x: tfc.Tensor, w: tfc.Tensor1D, b: tfc.Tensor1D, eps: number): tfc.Tensor {
+  const mean = tf.mean(x, -1, true);
+  const xc = tf.sub(x, mean);
+  const variance = tf.mean(tf.square(xc), -1, true);
+  return tf.add(tf.mul(tf.mul(xc, tf.rsqrt(tf.add(variance, eps))), w), b);
+}
+
+/** gelu_new (tanh approximation), as in GPT-2 and HF's `gelu_new`. */
+export function geluNew(x: tfc.Tensor): tfc.Tensor {
+  const inner = tf.mul(Math.sqrt(2 / Math.PI), tf.add(x, tf.mul(0.044715, tf.pow(x, 3))));
+  return tf.mul(tf.mul(0.5, x), tf.add(1, tf.tanh(inner)));
+}
+
+/** x [b, s, k] @ w [k, n] + bias → [b, s, n] via a 2-D matmul (one kernel call). */
+function linear(x: tfc.Tensor, w: tfc.Tensor2D, bias?: tfc.Tensor1D): tfc.Tensor {
+  const [b, s, k] = x.shape;
+  const y = tf.matMul(tf.reshape(x, [b * s, k]), w);
+  return tf.reshape(bias ? tf.add(y, bias) : y, [b, s, w.shape[1]]);
+}
+
+export function unembed(w: DeviceWeights, x: tfc.Tensor): tfc.Tensor3D {
+  return linear(x, w.wteT) as tfc.Tensor3D; // [b, s, V]
+}
+
+export function forward(cfg: GPT2Config, w: DeviceWeights, inp: ForwardInput): ForwardOutput {
+  const { nHead: h, dHead: dh, dModel: d, layerNormEps: eps } = cfg;
+  const [b, s] = inp.ids.shape;
+  const pastLen = inp.past?.[0]?.k.shape[2] ?? 0;
+  const T = pastLen + s;
+  const hook = (name: string, t: tfc.Tensor): tfc.Tensor => (inp.hooks && !inp.hooks.empty ? inp.hooks.run(name, t) : t);
+  const patch = (name: string, t: tfc.Tensor): tfc.Tensor => applyPatches(inp.patches, name, t, pastLen);
+
+  // ---- embeddings ----
+  const flatIds = tf.reshape(inp.ids, [b * s]);
+  const tokEmb = tf.reshape(tf.transpose(tf.gather(w.wteT, flatIds, 1)), [b, s, d]); // [b, s, d]
+  const embed = hook('hook_embed', patch('hook_embed', tokEmb));
+  const posIds = inp.positionIds ?? tf.add(tf.range(pastLen, T, 1, 'int32'), tf.zeros([b, s], 'int32'));
+  const posEmbed = hook('hook_pos_embed', tf.reshape(tf.gather(w.wpe, tf.reshape(posIds, [b * s])), [b, s, d]));
+  let resid = tf.add(embed, posEmbed); // [b, s, d]
+
+  // Additive attention bias [b, 1, s, T]: -inf for future keys (causal), -1e9 for padding keys
+  // (finite, so rows that see only padding stay finite instead of NaN).
+  const bias = attentionBias(b, s, pastLen, inp.keyMask);
+
+  const present: KVCache = [];
+  for (let i = 0; i < cfg.nLayer; i++) {
+    const bw = w.blocks[i];
+    const p = `blocks.${i}.`;
+    resid = hook(p + 'hook_resid_pre', patch(p + 'hook_resid_pre', resid)); // [b, s, d]
+
+    // ---- attention ----
+    const ln1 = hook(p + 'ln1.hook_normalized', layerNorm(resid, bw.ln1w, bw.ln1b, eps));
+    const qkv = linear(ln1, bw.wqkv, bw.bqkv); // [b, s, 3d]
+    const [q0, k0, v0] = tf.split(qkv, 3, -1);
+    const heads = (t: tfc.Tensor) => tf.reshape(t, [b, s, h, dh]);
+    const q = tf.transpose(hook(p + 'attn.hook_q', heads(q0)), [0, 2, 1, 3]); // [b, h, s, dh]
+    const kNew = tf.transpose(hook(p + 'attn.hook_k', heads(k0)), [0, 2, 1, 3]) as tfc.Tensor4D;
+    const vNew = tf.transpose(hook(p + 'attn.hook_v', heads(v0)), [0, 2, 1, 3]) as tfc.Tensor4D;
+    const past = inp.past?.[i];
+    const k = past ? tf.concat([past.k, kNew], 2) : kNew; // [b, h, T, dh]
+    const v = past ? tf.concat([past.v, vNew], 2) : vNew;
+    present.push({ k: k as tfc.Tensor4D, v: v as tfc.Tensor4D });
+    let scores = tf.mul(tf.matMul(q, k, false, true), 1 / Math.sqrt(dh)); // [b, h, s, T]
+    scores = hook(p + 'attn.hook_attn_scores', tf.add(scores, bias));
+    const pattern = hook(p + 'attn.hook_pattern', tf.softmax(scores)); // [b, h, s, T]
+    const z = hook(p + 'attn.hook_z', tf.transpose(tf.matMul(pattern, v), [0, 2, 1, 3])); // [b, s, h, dh]
+    const attnOut = hook(p + 'hook_attn_out', linear(tf.reshape(z, [b, s, d]), bw.wo, bw.bo)); // [b, s, d]
+    resid = hook(p + 'hook_resid_mid', tf.add(resid, attnOut));
+
+    // ---- MLP: pre = FF key activations, post = gelu(pre), out = post @ FF values ----
+    const ln2 = hook(p + 'ln2.hook_normalized', layerNorm(resid, bw.ln2w, bw.ln2b, eps));
+    const pre = hook(p + 'mlp.hook_pre', linear(ln2, bw.wfc, bw.bfc)); // [b, s, m]
+    const post = hook(p + 'mlp.hook_post', geluNew(pre)); // [b, s, m]
+    const mlpOut = hook(p + 'hook_mlp_out', linear(post, bw.wproj, bw.bproj)); // [b, s, d]
+    resid = hook(p + 'hook_resid_post', tf.add(resid, mlpOut));
+  }
+
+  // ---- final layernorm and tied unembedding ----
+  const residFinal = resid as tfc.Tensor3D;
+  if (inp.logits === 'none') return { present, residFinal };
+  const last = inp.logits === 'last' && s > 1 ? tf.slice(resid, [0, s - 1, 0], [b, 1, d]) : resid;
+  const lnf = hook('ln_final.hook_normalized', layerNorm(last, w.lnfw, w.lnfb, eps));
+  const logits = hook('hook_logits', unembed(w, lnf)) as tfc.Tensor3D; // [b, s|1, V]
+  return { logits, present, residFinal };
+}
+
+function attentionBias(b: number, s: number, pastLen: number, keyMask?: number[][]): tfc.Tensor {
+  const T = pastLen + s;
+  const data = new Float32Array((keyMask ? b : 1) * s * T);
+  for (let r = 0; r < (keyMask ? b : 1); r++) {
+    for (let i = 0; i < s; i++) {
+      for (let j = 0; j < T; j++) {
+        const o = (r * s + i) * T + j;
+        if (j > pastLen + i) data[o] = -Infinity;
+        else if (keyMask && !keyMask[r][j]) data[o] = -1e9;
+      }
+    }
+  }
+  return tf.tensor4d(data, [keyMask ? b : 1, 1, s, T]);
+}
+
+function applyPatches(patches: Patch[] | undefined, name: string, x: tfc.Tensor, pastLen: number): tfc.Tensor {
+  const mine = patches?.filter((p) => p.hook === name && p.pos >= pastLen && p.pos < pastLen + x.shape[1]!);
+  if (!mine?.length) return x;
+  const [b, s, d] = x.shape as [number, number, number];
+  const mask = new Uint8Array(b * s * d); // bool mask, same shape as x: tf.where needs no broadcasting
+  const vals = new Float32Array(b * s * d);
+  for (const p of mine) {
+    for (let r = 0; r < b; r++) {
+      if (p.batch !== undefined && p.batch !== r) continue;
+      const o = (r * s + (p.pos - pastLen)) * d;
+      mask.fill(1, o, o + d);
+      for (let k = 0; k < d; k++) vals[o + k] = p.vector[k];
+    }
+  }
+  return tf.where(tf.tensor3d(mask, [b, s, d], 'bool'), tf.tensor3d(vals, [b, s, d]), x);
+}

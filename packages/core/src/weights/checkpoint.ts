@@ -1,0 +1,169 @@
+/**
+ * An HF GPT-2 directory (config.json, model.safetensors, optional tokenizer.json) opened lazily:
+ * the header is parsed and validated, tensors are read on demand by byte offset. This is what
+ * `ffKey`/`ffValue` use, so reading one neuron never loads the model.
+ */
+import fs from 'node:fs';
+import path from 'node:path';
+import { SpError, assertInt } from '../errors.js';
+import { makeConfig, type GPT2Config } from '../model/config.js';
+import { SafetensorsFile, type TensorInfo } from './safetensors.js';
+
+/** Buffers HF stores that are not parameters. `lm_head.weight` is tied to `wte.weight`. */
+const IGNORED = /(^|\.)attn\.(bias|masked_bias)$|^lm_head\.weight$/;
+
+export function requiredTensorShapes(c: GPT2Config): Map<string, number[]> {
+  const m = new Map<string, number[]>([
+    ['wte.weight', [c.dVocab, c.dModel]],
+    ['wpe.weight', [c.nCtx, c.dModel]],
+    ['ln_f.weight', [c.dModel]],
+    ['ln_f.bias', [c.dModel]],
+  ]);
+  for (let i = 0; i < c.nLayer; i++) {
+    const p = `h.${i}.`;
+    m.set(p + 'ln_1.weight', [c.dModel]).set(p + 'ln_1.bias', [c.dModel]);
+    m.set(p + 'attn.c_attn.weight', [c.dModel, 3 * c.dModel]).set(p + 'attn.c_attn.bias', [3 * c.dModel]);
+    m.set(p + 'attn.c_proj.weight', [c.dModel, c.dModel]).set(p + 'attn.c_proj.bias', [c.dModel]);
+    m.set(p + 'ln_2.weight', [c.dModel]).set(p + 'ln_2.bias', [c.dModel]);
+    m.set(p + 'mlp.c_fc.weight', [c.dModel, c.dMlp]).set(p + 'mlp.c_fc.bias', [c.dMlp]);
+    m.set(p + 'mlp.c_proj.weight', [c.dMlp, c.dModel]).set(p + 'mlp.c_proj.bias', [c.dModel]);
+  }
+  return m;
+}
+
+export class Checkpoint {
+  private constructor(
+    readonly dir: string,
+    readonly config: GPT2Config,
+    readonly file: SafetensorsFile,
+    /** canonical name (no `transformer.` prefix) -> name in the file */
+    private readonly names: Map<string, string>,
+  ) {}
+
+  /** Open and validate `dir` (config from config.json, or inferred from tensor shapes). */
+  static open(dir: string): Checkpoint {
+    if (!fs.existsSync(dir) || !fs.statSync(dir).isDirectory()) {
+      throw new SpError('NOT_FOUND', `model directory ${dir} does not exist`);
+    }
+    const stPath = path.join(dir, 'model.safetensors');
+    if (!fs.existsSync(stPath)) {
+      throw new SpError('NOT_FOUND', `${dir} has no model.safetensors (convert .bin checkpoints with HF's save_pretrained(safe_serialization=True))`);
+    }
+    const file = SafetensorsFile.open(stPath);
+    try {
+      const names = new Map<string, string>();
+      for (const n of file.tensors.keys()) {
+        const canon = n.startsWith('transformer.') ? n.slice('transformer.'.length) : n;
+        if (IGNORED.test(canon)) continue;
+        names.set(canon, n);
+      }
+      const config = readConfig(dir, (n) => file.tensors.get(names.get(n) ?? '') ?? undefined);
+      const ckpt = new Checkpoint(dir, config, file, names);
+      ckpt.validate();
+      return ckpt;
+    } catch (e) {
+      file.close();
+      throw e;
+    }
+  }
+
+  has(name: string): boolean {
+    return this.names.has(name);
+  }
+
+  info(name: string): TensorInfo {
+    const real = this.names.get(name);
+    if (!real) throw new SpError('NOT_FOUND', `tensor "${name}" missing from ${this.file.path}`);
+    return this.file.info(real);
+  }
+
+  /** A whole tensor as float32 (F16/BF16 upcast). */
+  read(name: string): Float32Array {
+    return this.file.read(this.info(name).name);
+  }
+
+  /** FF key j of `layer`: column j of h.{layer}.mlp.c_fc.weight ([d_model, d_mlp], Conv1D layout). */
+  ffKey(layer: number, j: number): Float32Array {
+    this.checkNeuron(layer, j);
+    return this.file.readColumn(this.info(`h.${layer}.mlp.c_fc.weight`).name, j);
+  }
+
+  /** FF value j of `layer`: row j of h.{layer}.mlp.c_proj.weight ([d_mlp, d_model]). */
+  ffValue(layer: number, j: number): Float32Array {
+    this.checkNeuron(layer, j);
+    return this.file.readRow(this.info(`h.${layer}.mlp.c_proj.weight`).name, j);
+  }
+
+  /** Row `id` of the token embedding. */
+  tokenEmbedding(id: number): Float32Array {
+    assertInt('token id', id, 0, this.config.dVocab);
+    return this.file.readRow(this.info('wte.weight').name, id);
+  }
+
+  /** Total bytes of parameter data in the file. */
+  get parameterBytes(): number {
+    let n = 0;
+    for (const real of this.names.values()) {
+      const t = this.file.info(real);
+      n += t.end - t.begin;
+    }
+    return n;
+  }
+
+  close(): void {
+    this.file.close();
+  }
+
+  private checkNeuron(layer: number, j: number): void {
+    assertInt('layer', layer, 0, this.config.nLayer);
+    assertInt('neuron index', j, 0, this.config.dMlp);
+  }
+
+  private validate(): void {
+    for (const [name, shape] of requiredTensorShapes(this.config)) {
+      const real = this.names.get(name);
+      if (!real) throw new SpError('BAD_FILE', `${this.file.path}: missing tensor "${name}"`);
+      const got = this.file.info(real).shape;
+      if (got.length !== shape.length || got.some((d, i) => d !== shape[i])) {
+        throw new SpError('BAD_FILE', `${this.file.path}: tensor "${name}" has shape [${got}], expected [${shape}] for this config`);
+      }
+    }
+  }
+}
+
+function readConfig(dir: string, tensor: (name: string) => TensorInfo | undefined): GPT2Config {
+  const cfgPath = path.join(dir, 'config.json');
+  let raw: Record<string, unknown> = {};
+  if (fs.existsSync(cfgPath)) {
+    try {
+      raw = JSON.parse(fs.readFileSync(cfgPath, 'utf8'));
+    } catch {
+      throw new SpError('BAD_FILE', `cannot parse ${cfgPath} as JSON`);
+    }
+  }
+  const num = (k: string): number | undefined => (typeof raw[k] === 'number' ? (raw[k] as number) : undefined);
+  // Infer from shapes where config.json is absent or silent.
+  const wte = tensor('wte.weight');
+  const wpe = tensor('wpe.weight');
+  const fc = tensor('h.0.mlp.c_fc.weight');
+  if (!wte || !wpe) throw new SpError('BAD_FILE', `${dir}/model.safetensors has no wte.weight/wpe.weight: not a GPT-2 checkpoint`);
+  let nLayer = num('n_layer');
+  if (nLayer === undefined) for (nLayer = 0; tensor(`h.${nLayer}.ln_1.weight`); nLayer++);
+  const dModel = num('n_embd') ?? wte.shape[1];
+  const nHead = num('n_head') ?? inferHeads(dModel);
+  if (!Number.isInteger(dModel / nHead)) throw new SpError('BAD_FILE', `${cfgPath}: n_embd ${dModel} is not divisible by n_head ${nHead}`);
+  return makeConfig({
+    nLayer,
+    nHead,
+    dModel,
+    nCtx: num('n_positions') ?? num('n_ctx') ?? wpe.shape[0],
+    dVocab: num('vocab_size') ?? wte.shape[0],
+    layerNormEps: num('layer_norm_epsilon') ?? 1e-5,
+    dMlp: num('n_inner') ?? fc?.shape[1] ?? 4 * dModel,
+  });
+}
+
+/** GPT-2 uses 64-dim heads; fall back to that when config.json is missing. */
+function inferHeads(dModel: number): number {
+  return dModel % 64 === 0 ? dModel / 64 : 1;
+}

@@ -1,0 +1,387 @@
+/**
+ * A deliberately naive float64 reference GPT-2, written with plain loops.
+ *
+ * It is independent of the library (nothing from packages/core/src, no tfjs) and exists only so
+ * tests can check the tfjs implementation against it. Readability beats speed here, but a forward
+ * pass over vocab 50257 with d_model <= 64 and a few layers stays well under a second.
+ *
+ * All arithmetic is float64; weights may be given as Float32Array or Float64Array and are read
+ * element by element (a float32 value widens exactly to float64).
+ */
+
+export interface RefConfig {
+  nLayer: number;
+  nHead: number;
+  dModel: number;
+  nCtx: number;
+  vocabSize: number;
+  eps: number;
+}
+
+/**
+ * Canonical Hugging Face GPT-2 tensor names without the `transformer.` prefix, Conv1D layout
+ * (y = x @ W + b, W stored [in, out] row-major):
+ *  wte.weight [vocab,d], wpe.weight [nCtx,d],
+ *  h.{i}.ln_1.weight/bias [d], h.{i}.attn.c_attn.weight [d,3d] (columns q|k|v) + bias [3d],
+ *  h.{i}.attn.c_proj.weight [d,d] + bias [d], h.{i}.ln_2.weight/bias [d],
+ *  h.{i}.mlp.c_fc.weight [d,4d] + bias [4d], h.{i}.mlp.c_proj.weight [4d,d] + bias [d],
+ *  ln_f.weight/bias [d].
+ */
+export interface RefWeights {
+  config: RefConfig;
+  get(name: string): Float64Array | Float32Array;
+}
+
+export interface RefOptions {
+  /** Replaces the TOKEN embedding at `pos` (the position embedding is still added). */
+  embeds?: Array<{ pos: number; vector: ArrayLike<number> }>;
+  /** Replaces blocks.{layer}.hook_resid_pre at `pos` (the whole residual vector) before block `layer` runs. */
+  residPre?: Array<{ layer: number; pos: number; vector: ArrayLike<number> }>;
+}
+
+export interface RefActivation {
+  shape: number[];
+  data: Float64Array;
+}
+
+export interface RefResult {
+  /** [seq][vocab] */
+  logits: number[][];
+  /** TransformerLens-named activations, shapes without the batch dimension. */
+  cache: Map<string, RefActivation>;
+}
+
+type Vec = ArrayLike<number>;
+
+// ---------------------------------------------------------------------------------------------
+// small helpers
+
+function weight(w: RefWeights, name: string, expectedLength: number): Vec {
+  const t = w.get(name);
+  if (!t) throw new Error(`reference GPT-2: missing tensor ${name}`);
+  if (t.length !== expectedLength) {
+    throw new Error(`reference GPT-2: tensor ${name} has ${t.length} values, expected ${expectedLength}`);
+  }
+  return t;
+}
+
+function checkVector(what: string, v: ArrayLike<number>, d: number): void {
+  if (v.length !== d) throw new Error(`reference GPT-2: ${what} has length ${v.length}, expected ${d}`);
+  for (let i = 0; i < d; i++) {
+    if (!Number.isFinite(v[i])) throw new Error(`reference GPT-2: ${what}[${i}] is not finite`);
+  }
+}
+
+/** LayerNorm over the last dimension of x [rows, d]: (x - mean) / sqrt(var + eps) * w + b, biased variance. */
+function layerNorm(x: Float64Array, rows: number, d: number, w: Vec, b: Vec, eps: number): Float64Array {
+  const out = new Float64Array(rows * d);
+  for (let r = 0; r < rows; r++) {
+    let mean = 0;
+    for (let i = 0; i < d; i++) mean += x[r * d + i];
+    mean /= d;
+    let variance = 0;
+    for (let i = 0; i < d; i++) {
+      const c = x[r * d + i] - mean;
+      variance += c * c;
+    }
+    variance /= d;
+    const inv = 1 / Math.sqrt(variance + eps);
+    for (let i = 0; i < d; i++) out[r * d + i] = (x[r * d + i] - mean) * inv * w[i] + b[i];
+  }
+  return out;
+}
+
+/** y = x @ W + b for x [rows, inDim], W [inDim, outDim] row-major, b [outDim]. */
+function linear(x: Float64Array, rows: number, inDim: number, W: Vec, outDim: number, b: Vec): Float64Array {
+  const out = new Float64Array(rows * outDim);
+  for (let r = 0; r < rows; r++) {
+    for (let o = 0; o < outDim; o++) {
+      let s = b[o];
+      for (let i = 0; i < inDim; i++) s += x[r * inDim + i] * W[i * outDim + o];
+      out[r * outDim + o] = s;
+    }
+  }
+  return out;
+}
+
+function add(a: Float64Array, b: Float64Array): Float64Array {
+  const out = new Float64Array(a.length);
+  for (let i = 0; i < a.length; i++) out[i] = a[i] + b[i];
+  return out;
+}
+
+/** gelu_new (tanh approximation), as used by GPT-2. */
+function geluNew(x: number): number {
+  return 0.5 * x * (1 + Math.tanh(Math.sqrt(2 / Math.PI) * (x + 0.044715 * x * x * x)));
+}
+
+/** logits [rows, vocab] = x [rows, d] @ wte^T (tied unembedding, no bias). */
+function unembed(x: Float64Array, rows: number, d: number, wte: Vec, vocab: number): Float64Array {
+  const out = new Float64Array(rows * vocab);
+  for (let r = 0; r < rows; r++) {
+    for (let t = 0; t < vocab; t++) {
+      let s = 0;
+      for (let i = 0; i < d; i++) s += x[r * d + i] * wte[t * d + i];
+      out[r * vocab + t] = s;
+    }
+  }
+  return out;
+}
+
+function rowsOf(data: Float64Array, rows: number, cols: number): number[][] {
+  const out: number[][] = [];
+  for (let r = 0; r < rows; r++) out.push(Array.from(data.subarray(r * cols, (r + 1) * cols)));
+  return out;
+}
+
+function validateConfig(c: RefConfig): void {
+  for (const k of ['nLayer', 'nHead', 'dModel', 'nCtx', 'vocabSize'] as const) {
+    if (!Number.isInteger(c[k]) || c[k] <= 0) throw new Error(`reference GPT-2: config.${k} must be a positive integer, got ${c[k]}`);
+  }
+  if (c.dModel % c.nHead !== 0) throw new Error(`reference GPT-2: dModel ${c.dModel} not divisible by nHead ${c.nHead}`);
+  if (!(c.eps > 0)) throw new Error(`reference GPT-2: eps must be > 0, got ${c.eps}`);
+}
+
+function validateIds(c: RefConfig, ids: number[]): void {
+  if (ids.length === 0) throw new Error('reference GPT-2: ids must not be empty');
+  if (ids.length > c.nCtx) throw new Error(`reference GPT-2: ${ids.length} tokens exceed nCtx ${c.nCtx}`);
+  for (const id of ids) {
+    if (!Number.isInteger(id) || id < 0 || id >= c.vocabSize) throw new Error(`reference GPT-2: token id ${id} out of range [0, ${c.vocabSize})`);
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// forward
+
+export function refForward(w: RefWeights, ids: number[], opts: RefOptions = {}): RefResult {
+  const c = w.config;
+  validateConfig(c);
+  validateIds(c, ids);
+  const seq = ids.length;
+  const d = c.dModel;
+  const nHead = c.nHead;
+  const dHead = d / nHead;
+  const dMlp = 4 * d;
+  const vocab = c.vocabSize;
+  const cache = new Map<string, RefActivation>();
+  const put = (name: string, shape: number[], data: Float64Array): void => {
+    cache.set(name, { shape, data });
+  };
+
+  for (const e of opts.embeds ?? []) {
+    if (!Number.isInteger(e.pos) || e.pos < 0 || e.pos >= seq) throw new Error(`reference GPT-2: embeds pos ${e.pos} out of range [0, ${seq})`);
+    checkVector(`embeds vector at pos ${e.pos}`, e.vector, d);
+  }
+  for (const r of opts.residPre ?? []) {
+    if (!Number.isInteger(r.layer) || r.layer < 0 || r.layer >= c.nLayer) throw new Error(`reference GPT-2: residPre layer ${r.layer} out of range [0, ${c.nLayer})`);
+    if (!Number.isInteger(r.pos) || r.pos < 0 || r.pos >= seq) throw new Error(`reference GPT-2: residPre pos ${r.pos} out of range [0, ${seq})`);
+    checkVector(`residPre vector at layer ${r.layer} pos ${r.pos}`, r.vector, d);
+  }
+
+  // embeddings
+  const wte = weight(w, 'wte.weight', vocab * d);
+  const wpe = weight(w, 'wpe.weight', c.nCtx * d);
+  const embed = new Float64Array(seq * d);
+  const posEmbed = new Float64Array(seq * d);
+  for (let p = 0; p < seq; p++) {
+    for (let i = 0; i < d; i++) {
+      embed[p * d + i] = wte[ids[p] * d + i];
+      posEmbed[p * d + i] = wpe[p * d + i];
+    }
+  }
+  for (const e of opts.embeds ?? []) {
+    for (let i = 0; i < d; i++) embed[e.pos * d + i] = e.vector[i];
+  }
+  put('hook_embed', [seq, d], embed);
+  put('hook_pos_embed', [seq, d], posEmbed);
+
+  let x = add(embed, posEmbed);
+
+  for (let l = 0; l < c.nLayer; l++) {
+    const pre = `h.${l}.`;
+    const hook = `blocks.${l}.`;
+
+    // resid_pre (with overrides)
+    x = Float64Array.from(x);
+    for (const r of opts.residPre ?? []) {
+      if (r.layer !== l) continue;
+      for (let i = 0; i < d; i++) x[r.pos * d + i] = r.vector[i];
+    }
+    put(`${hook}hook_resid_pre`, [seq, d], x);
+
+    // attention
+    const a = layerNorm(x, seq, d, weight(w, `${pre}ln_1.weight`, d), weight(w, `${pre}ln_1.bias`, d), c.eps);
+    put(`${hook}ln1.hook_normalized`, [seq, d], a);
+
+    const qkv = linear(a, seq, d, weight(w, `${pre}attn.c_attn.weight`, d * 3 * d), 3 * d, weight(w, `${pre}attn.c_attn.bias`, 3 * d));
+    const q = new Float64Array(seq * d); // [seq, nHead, dHead]
+    const k = new Float64Array(seq * d);
+    const v = new Float64Array(seq * d);
+    for (let p = 0; p < seq; p++) {
+      for (let i = 0; i < d; i++) {
+        // column i of the q block is head floor(i / dHead), component i % dHead: same flat index in [seq, nHead, dHead]
+        q[p * d + i] = qkv[p * 3 * d + i];
+        k[p * d + i] = qkv[p * 3 * d + d + i];
+        v[p * d + i] = qkv[p * 3 * d + 2 * d + i];
+      }
+    }
+    put(`${hook}attn.hook_q`, [seq, nHead, dHead], q);
+    put(`${hook}attn.hook_k`, [seq, nHead, dHead], k);
+    put(`${hook}attn.hook_v`, [seq, nHead, dHead], v);
+
+    const scale = Math.sqrt(dHead);
+    const scores = new Float64Array(nHead * seq * seq); // [nHead, query, key]
+    const pattern = new Float64Array(nHead * seq * seq);
+    for (let h = 0; h < nHead; h++) {
+      for (let i = 0; i < seq; i++) {
+        const row = (h * seq + i) * seq;
+        let max = -Infinity;
+        for (let j = 0; j < seq; j++) {
+          if (j > i) {
+            scores[row + j] = -Infinity;
+            continue;
+          }
+          let s = 0;
+          for (let e = 0; e < dHead; e++) s += q[(i * nHead + h) * dHead + e] * k[(j * nHead + h) * dHead + e];
+          scores[row + j] = s / scale;
+          if (scores[row + j] > max) max = scores[row + j];
+        }
+        let sum = 0;
+        for (let j = 0; j <= i; j++) {
+          pattern[row + j] = Math.exp(scores[row + j] - max);
+          sum += pattern[row + j];
+        }
+        for (let j = 0; j <= i; j++) pattern[row + j] /= sum;
+        // masked entries stay 0
+      }
+    }
+    put(`${hook}attn.hook_attn_scores`, [nHead, seq, seq], scores);
+    put(`${hook}attn.hook_pattern`, [nHead, seq, seq], pattern);
+
+    const z = new Float64Array(seq * d); // [seq, nHead, dHead]
+    for (let i = 0; i < seq; i++) {
+      for (let h = 0; h < nHead; h++) {
+        for (let e = 0; e < dHead; e++) {
+          let s = 0;
+          for (let j = 0; j <= i; j++) s += pattern[(h * seq + i) * seq + j] * v[(j * nHead + h) * dHead + e];
+          z[(i * nHead + h) * dHead + e] = s;
+        }
+      }
+    }
+    put(`${hook}attn.hook_z`, [seq, nHead, dHead], z);
+
+    // z [seq, nHead, dHead] flattened is exactly concat(heads) [seq, d]
+    const attnOut = linear(z, seq, d, weight(w, `${pre}attn.c_proj.weight`, d * d), d, weight(w, `${pre}attn.c_proj.bias`, d));
+    put(`${hook}hook_attn_out`, [seq, d], attnOut);
+
+    const mid = add(x, attnOut);
+    put(`${hook}hook_resid_mid`, [seq, d], mid);
+
+    // MLP
+    const m = layerNorm(mid, seq, d, weight(w, `${pre}ln_2.weight`, d), weight(w, `${pre}ln_2.bias`, d), c.eps);
+    put(`${hook}ln2.hook_normalized`, [seq, d], m);
+
+    const mlpPre = linear(m, seq, d, weight(w, `${pre}mlp.c_fc.weight`, d * dMlp), dMlp, weight(w, `${pre}mlp.c_fc.bias`, dMlp));
+    put(`${hook}mlp.hook_pre`, [seq, dMlp], mlpPre);
+
+    const mlpPost = new Float64Array(mlpPre.length);
+    for (let i = 0; i < mlpPre.length; i++) mlpPost[i] = geluNew(mlpPre[i]);
+    put(`${hook}mlp.hook_post`, [seq, dMlp], mlpPost);
+
+    const mlpOut = linear(mlpPost, seq, dMlp, weight(w, `${pre}mlp.c_proj.weight`, dMlp * d), d, weight(w, `${pre}mlp.c_proj.bias`, d));
+    put(`${hook}hook_mlp_out`, [seq, d], mlpOut);
+
+    x = add(mid, mlpOut);
+    put(`${hook}hook_resid_post`, [seq, d], x);
+  }
+
+  const final = layerNorm(x, seq, d, weight(w, 'ln_f.weight', d), weight(w, 'ln_f.bias', d), c.eps);
+  put('ln_final.hook_normalized', [seq, d], final);
+
+  const logits = unembed(final, seq, d, wte, vocab);
+  put('hook_logits', [seq, vocab], logits);
+
+  return { logits: rowsOf(logits, seq, vocab), cache };
+}
+
+// ---------------------------------------------------------------------------------------------
+// sampling helpers
+
+export function logSoftmax(v: number[]): number[] {
+  let max = -Infinity;
+  for (const x of v) if (x > max) max = x;
+  let sum = 0;
+  for (const x of v) sum += Math.exp(x - max);
+  const lse = max + Math.log(sum);
+  return v.map((x) => x - lse);
+}
+
+/**
+ * Hugging Face RepetitionPenaltyLogitsProcessor: every distinct token already in the sequence
+ * (prompt included) is penalised once: logit < 0 ? logit * p : logit / p. Returns a new array.
+ */
+export function applyRepetitionPenalty(logits: number[], seen: Iterable<number>, penalty: number): number[] {
+  if (!(penalty > 0)) throw new Error(`repetition penalty must be > 0, got ${penalty}`);
+  const out = logits.slice();
+  for (const id of new Set(seen)) {
+    if (!Number.isInteger(id) || id < 0 || id >= out.length) continue;
+    const l = out[id];
+    out[id] = l < 0 ? l * penalty : l / penalty;
+  }
+  return out;
+}
+
+/** Index of the largest value; the lowest index wins a tie. */
+function argmax(v: number[]): number {
+  let best = 0;
+  for (let i = 1; i < v.length; i++) if (v[i] > v[best]) best = i;
+  return best;
+}
+
+/**
+ * Greedy decoding that recomputes the full forward each step (no KV cache). Overrides apply at their
+ * prompt positions on every step. Returns only the new ids.
+ */
+export function refGreedy(
+  w: RefWeights,
+  ids: number[],
+  maxNewTokens: number,
+  opts: RefOptions & { repetitionPenalty?: number } = {},
+): number[] {
+  const { repetitionPenalty, ...overrides } = opts;
+  const seqIds = ids.slice();
+  const out: number[] = [];
+  for (let step = 0; step < maxNewTokens; step++) {
+    const { logits } = refForward(w, seqIds, overrides);
+    let last = logits[logits.length - 1];
+    if (repetitionPenalty !== undefined && repetitionPenalty !== 1) last = applyRepetitionPenalty(last, seqIds, repetitionPenalty);
+    const next = argmax(last);
+    out.push(next);
+    seqIds.push(next);
+  }
+  return out;
+}
+
+/**
+ * Logit lens: [layer 0..nLayer][pos][vocab] log-probs of softmax(unembed(ln_f(x_layer))), where
+ * x_0 = blocks.0.hook_resid_pre (embeddings, after any layer-0 residPre override) and
+ * x_L = blocks.{L-1}.hook_resid_post. LayerNorm statistics are recomputed for each layer.
+ */
+export function refLens(w: RefWeights, ids: number[], opts: RefOptions = {}): number[][][] {
+  const c = w.config;
+  const { cache } = refForward(w, ids, opts);
+  const seq = ids.length;
+  const d = c.dModel;
+  const wte = weight(w, 'wte.weight', c.vocabSize * d);
+  const lnW = weight(w, 'ln_f.weight', d);
+  const lnB = weight(w, 'ln_f.bias', d);
+  const out: number[][][] = [];
+  for (let layer = 0; layer <= c.nLayer; layer++) {
+    const name = layer === 0 ? 'blocks.0.hook_resid_pre' : `blocks.${layer - 1}.hook_resid_post`;
+    const x = cache.get(name)!.data;
+    const normed = layerNorm(x, seq, d, lnW, lnB, c.eps);
+    const logits = rowsOf(unembed(normed, seq, d, wte, c.vocabSize), seq, c.vocabSize);
+    out.push(logits.map(logSoftmax));
+  }
+  return out;
+}
