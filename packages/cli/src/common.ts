@@ -1,0 +1,63 @@
+/** Helpers shared by the CLI commands. Commands only call @sp/core's public API. */
+import { backendName, gpt2, SpError, type GPT2 } from '@sp/core';
+import type { Command } from 'commander';
+
+export interface GlobalOptions {
+  verbose?: boolean;
+  backend?: string;
+}
+
+export function globals(cmd: Command): GlobalOptions {
+  return cmd.optsWithGlobals() as GlobalOptions;
+}
+
+/** Diagnostics go to stderr so `--json` output on stdout stays clean. */
+export function info(cmd: Command, msg: string): void {
+  if (globals(cmd).verbose) process.stderr.write(`[sp] ${msg}\n`);
+}
+
+/** `--model DIR|NAME` (default gpt2) → loaded model; says which backend in --verbose. */
+export async function loadModel(cmd: Command, model: string | undefined): Promise<{ model: GPT2; loadMs: number }> {
+  const t0 = performance.now();
+  const m = await gpt2(model ?? 'gpt2', { backend: globals(cmd).backend, progress: process.stderr.isTTY });
+  const loadMs = performance.now() - t0;
+  info(cmd, `backend ${backendName()}; loaded ${model ?? 'gpt2'} (${m.config.nLayer} layers, d_model ${m.config.dModel}) in ${loadMs.toFixed(0)} ms`);
+  return { model: m, loadMs };
+}
+
+/** "464,3139" → [464, 3139]. */
+export function parseIds(s: string): number[] {
+  const parts = s.split(',').map((x) => x.trim()).filter((x) => x !== '');
+  if (parts.length === 0) throw new SpError('BAD_INPUT', `--ids "${s}" has no token ids`);
+  return parts.map((p) => {
+    if (!/^-?\d+$/.test(p)) throw new SpError('BAD_INPUT', `--ids: "${p}" is not an integer token id`);
+    return Number(p);
+  });
+}
+
+export function parseIntOpt(name: string, min = 0): (v: string) => number {
+  return (v) => {
+    if (!/^-?\d+$/.test(v.trim()) || Number(v) < min) throw new SpError('BAD_INPUT', `${name} must be an integer ≥ ${min} (got "${v}")`);
+    return Number(v);
+  };
+}
+
+export function parseFloatOpt(name: string): (v: string) => number {
+  return (v) => {
+    const x = Number(v);
+    if (v.trim() === '' || !Number.isFinite(x)) throw new SpError('BAD_INPUT', `${name} must be a number (got "${v}")`);
+    return x;
+  };
+}
+
+/** Token ids from `--ids` or `--prompt` (exactly one). */
+export function inputIds(model: GPT2, o: { ids?: string; prompt?: string }): number[] {
+  if (o.ids !== undefined && o.prompt !== undefined) throw new SpError('BAD_INPUT', 'give either --ids or --prompt, not both');
+  if (o.ids !== undefined) return model.toTokens(parseIds(o.ids)).ids[0];
+  if (o.prompt !== undefined) return model.toTokens(o.prompt).ids[0];
+  throw new SpError('BAD_INPUT', 'give --ids or --prompt');
+}
+
+export function printJson(x: unknown): void {
+  process.stdout.write(JSON.stringify(x) + '\n');
+}
