@@ -16,6 +16,8 @@ export type Behaviour =
   | 'short-chunked'
   /** 302 to /cdn/... carrying x-linked-etag / x-linked-size; the CDN answers with a plain etag. */
   | 'redirect'
+  /** Like redirect, but the 302's x-linked-etag is the sha256 of something else. */
+  | 'redirect-bad-checksum'
   /** Never answers. */
   | 'hang'
   | 404
@@ -60,10 +62,10 @@ export async function startFakeHub(files: Record<string, FakeFile>): Promise<Fak
       return;
     }
     if (behaviour === 'hang') return; // never respond
-    if (behaviour === 'redirect' && !cdn) {
+    if ((behaviour === 'redirect' || behaviour === 'redirect-bad-checksum') && !cdn) {
       res.writeHead(302, {
         location: `/cdn/${key}?signature=abc`,
-        'x-linked-etag': `"${digest}"`,
+        'x-linked-etag': `"${behaviour === 'redirect' ? digest : sha256(Buffer.from('other'))}"`,
         'x-linked-size': String(body.length),
         'content-length': '0',
       });

@@ -40,6 +40,13 @@ function gpt2Repo(over: Partial<Record<string, FakeFile>> = {}): Record<string, 
   return files;
 }
 
+/** Byte comparison (jest's toEqual walks Buffers element by element: seconds for 200 kB). */
+async function expectBytes(file: string, want: Buffer): Promise<void> {
+  const got = await readFile(file);
+  expect(got.length).toBe(want.length);
+  expect(got.equals(want)).toBe(true);
+}
+
 async function expectSpError(p: Promise<unknown>, code: string): Promise<SpError> {
   let err: unknown;
   try {
@@ -121,9 +128,9 @@ describe('downloadModel', () => {
     hub = await startFakeHub(gpt2Repo());
     const dir = await downloadModel('gpt2', { hubUrl: hub.url });
     expect(dir).toBe(path.join(tmp, 'weights', 'gpt2'));
-    expect(await readFile(path.join(dir, 'config.json'))).toEqual(CONFIG);
-    expect(await readFile(path.join(dir, 'model.safetensors'))).toEqual(WEIGHTS);
-    expect(await readFile(path.join(dir, 'tokenizer.json'))).toEqual(TOKENIZER);
+    await expectBytes(path.join(dir, 'config.json'), CONFIG);
+    await expectBytes(path.join(dir, 'model.safetensors'), WEIGHTS);
+    await expectBytes(path.join(dir, 'tokenizer.json'), TOKENIZER);
     expect((await readdir(dir)).sort()).toEqual([...MODEL_FILES].sort()); // no .part left
     expect(hub.requests).toEqual(MODEL_FILES.map((f) => '/' + P(f)));
 
@@ -140,7 +147,7 @@ describe('downloadModel', () => {
     delete process.env.SP_WEIGHTS_DIR;
     const dir = await downloadModel('gpt2');
     expect(dir).toBe(path.join(tmp, 'cache', 'sp', 'gpt2'));
-    expect(await readFile(path.join(dir, 'model.safetensors'))).toEqual(WEIGHTS);
+    await expectBytes(path.join(dir, 'model.safetensors'), WEIGHTS);
   });
 
   test('explicit dest, revision and other repos', async () => {
@@ -151,14 +158,21 @@ describe('downloadModel', () => {
     });
     const dest = path.join(tmp, 'somewhere', 'else');
     expect(await downloadModel('distilgpt2', { hubUrl: hub.url, dest, revision: 'v1' })).toBe(dest);
-    expect(await readFile(path.join(dest, 'model.safetensors'))).toEqual(WEIGHTS);
+    await expectBytes(path.join(dest, 'model.safetensors'), WEIGHTS);
   });
 
   test('follows the hub redirect to its CDN and checks x-linked-etag / x-linked-size from the 302', async () => {
     hub = await startFakeHub(gpt2Repo({ [P('model.safetensors')]: { body: WEIGHTS, behaviour: 'redirect' } }));
     const dir = await downloadModel('gpt2', { hubUrl: hub.url });
-    expect(await readFile(path.join(dir, 'model.safetensors'))).toEqual(WEIGHTS);
+    await expectBytes(path.join(dir, 'model.safetensors'), WEIGHTS);
     expect(hub.requests).toContain('/cdn/' + P('model.safetensors'));
+    await hub.close();
+
+    // the sha256 announced on the 302 is what gets checked
+    hub = await startFakeHub(gpt2Repo({ [P('model.safetensors')]: { body: WEIGHTS, behaviour: 'redirect-bad-checksum' } }));
+    await rm(dir, { recursive: true });
+    await expectSpError(downloadModel('gpt2', { hubUrl: hub.url }), 'BAD_FILE');
+    expect(fs.readdirSync(dir)).toEqual(['config.json']);
   });
 
   test('404 tokenizer.json is skipped', async () => {
@@ -182,7 +196,7 @@ describe('downloadModel', () => {
   test('progress: true (bar on a non-TTY stderr) does not break the download', async () => {
     hub = await startFakeHub(gpt2Repo());
     const dir = await downloadModel('gpt2', { hubUrl: hub.url, progress: true });
-    expect(await readFile(path.join(dir, 'model.safetensors'))).toEqual(WEIGHTS);
+    await expectBytes(path.join(dir, 'model.safetensors'), WEIGHTS);
   });
 
   test('files already present with the right size are not rewritten', async () => {
@@ -193,8 +207,8 @@ describe('downloadModel', () => {
     await writeFile(path.join(dir, 'model.safetensors'), sameSize);
     await writeFile(path.join(dir, 'config.json'), 'wrong size');
     await downloadModel('gpt2', { hubUrl: hub.url });
-    expect(await readFile(path.join(dir, 'model.safetensors'))).toEqual(sameSize); // kept
-    expect(await readFile(path.join(dir, 'config.json'))).toEqual(CONFIG); // replaced
+    await expectBytes(path.join(dir, 'model.safetensors'), sameSize); // kept
+    await expectBytes(path.join(dir, 'config.json'), CONFIG); // replaced
   });
 
   test('checksum mismatch -> BAD_FILE and no file left', async () => {
@@ -284,7 +298,7 @@ describe('downloadModel', () => {
     }) as typeof fetch;
     const dir = await downloadModel('gpt2', { hubUrl: 'https://hub.example', fetchImpl: fake });
     expect(seen[0]).toBe('https://hub.example/openai-community/gpt2/resolve/main/config.json');
-    expect(await readFile(path.join(dir, 'model.safetensors'))).toEqual(WEIGHTS);
+    await expectBytes(path.join(dir, 'model.safetensors'), WEIGHTS);
   });
 });
 
