@@ -53,6 +53,9 @@ export interface RefResult {
 
 type Vec = ArrayLike<number>;
 
+// Module-level aliases: looking up the global `Math` inside jest's vm context is slow in hot loops.
+const { sqrt, tanh, exp, log, PI } = Math;
+
 // ---------------------------------------------------------------------------------------------
 // small helpers
 
@@ -85,7 +88,7 @@ function layerNorm(x: Float64Array, rows: number, d: number, w: Vec, b: Vec, eps
       variance += c * c;
     }
     variance /= d;
-    const inv = 1 / Math.sqrt(variance + eps);
+    const inv = 1 / sqrt(variance + eps);
     for (let i = 0; i < d; i++) out[r * d + i] = (x[r * d + i] - mean) * inv * w[i] + b[i];
   }
   return out;
@@ -112,16 +115,18 @@ function add(a: Float64Array, b: Float64Array): Float64Array {
 
 /** gelu_new (tanh approximation), as used by GPT-2. */
 function geluNew(x: number): number {
-  return 0.5 * x * (1 + Math.tanh(Math.sqrt(2 / Math.PI) * (x + 0.044715 * x * x * x)));
+  return 0.5 * x * (1 + tanh(sqrt(2 / PI) * (x + 0.044715 * x * x * x)));
 }
 
 /** logits [rows, vocab] = x [rows, d] @ wte^T (tied unembedding, no bias). */
 function unembed(x: Float64Array, rows: number, d: number, wte: Vec, vocab: number): Float64Array {
   const out = new Float64Array(rows * vocab);
   for (let r = 0; r < rows; r++) {
+    const row = x.subarray(r * d, (r + 1) * d);
     for (let t = 0; t < vocab; t++) {
+      const base = t * d;
       let s = 0;
-      for (let i = 0; i < d; i++) s += x[r * d + i] * wte[t * d + i];
+      for (let i = 0; i < d; i++) s += row[i] * wte[base + i];
       out[r * vocab + t] = s;
     }
   }
@@ -229,7 +234,7 @@ export function refForward(w: RefWeights, ids: number[], opts: RefOptions = {}):
     put(`${hook}attn.hook_k`, [seq, nHead, dHead], k);
     put(`${hook}attn.hook_v`, [seq, nHead, dHead], v);
 
-    const scale = Math.sqrt(dHead);
+    const scale = sqrt(dHead);
     const scores = new Float64Array(nHead * seq * seq); // [nHead, query, key]
     const pattern = new Float64Array(nHead * seq * seq);
     for (let h = 0; h < nHead; h++) {
@@ -248,7 +253,7 @@ export function refForward(w: RefWeights, ids: number[], opts: RefOptions = {}):
         }
         let sum = 0;
         for (let j = 0; j <= i; j++) {
-          pattern[row + j] = Math.exp(scores[row + j] - max);
+          pattern[row + j] = exp(scores[row + j] - max);
           sum += pattern[row + j];
         }
         for (let j = 0; j <= i; j++) pattern[row + j] /= sum;
@@ -311,8 +316,8 @@ export function logSoftmax(v: number[]): number[] {
   let max = -Infinity;
   for (const x of v) if (x > max) max = x;
   let sum = 0;
-  for (const x of v) sum += Math.exp(x - max);
-  const lse = max + Math.log(sum);
+  for (const x of v) sum += exp(x - max);
+  const lse = max + log(sum);
   return v.map((x) => x - lse);
 }
 

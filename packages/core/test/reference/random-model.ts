@@ -5,6 +5,9 @@
  */
 import type { RefConfig, RefWeights } from './gpt2-ref.js';
 
+// Module-level aliases: looking up the global `Math` inside jest's vm context is slow in hot loops.
+const { imul, sqrt, log, sin, cos, PI } = Math;
+
 export interface RandomTensor {
   name: string;
   shape: number[];
@@ -34,8 +37,8 @@ export function mulberry32(seed: number): () => number {
   return () => {
     a = (a + 0x6d2b79f5) >>> 0;
     let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    t = imul(t ^ (t >>> 15), t | 1);
+    t ^= t + imul(t ^ (t >>> 7), t | 61);
     return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
   };
 }
@@ -52,9 +55,9 @@ export function gaussian(uniform: () => number): () => number {
     let u = 0;
     while (u === 0) u = uniform();
     const v = uniform();
-    const r = Math.sqrt(-2 * Math.log(u));
-    spare = r * Math.sin(2 * Math.PI * v);
-    return r * Math.cos(2 * Math.PI * v);
+    const r = sqrt(-2 * log(u));
+    spare = r * sin(2 * PI * v);
+    return r * cos(2 * PI * v);
   };
 }
 
