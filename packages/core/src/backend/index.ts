@@ -9,6 +9,9 @@ import { setWasmPaths } from '@tensorflow/tfjs-backend-wasm';
 import { createRequire } from 'node:module';
 import path from 'node:path';
 import { SpError } from '../errors.js';
+import { registerChainedOps } from './chained-ops.js';
+
+registerChainedOps();
 
 export type BackendName = 'wasm' | 'cpu' | 'tensorflow';
 const require = createRequire(import.meta.url);
