@@ -1,7 +1,9 @@
+import fs from 'node:fs';
+
 /** Jest runs the TypeScript sources directly (SWC, ESM); `@sp/core` maps to its source so tests need no build. */
 export default {
   testEnvironment: 'node',
-  roots: ['<rootDir>/packages', '<rootDir>/examples', '<rootDir>/bench'],
+  roots: ['packages', 'examples', 'bench'].filter((d) => fs.existsSync(d)).map((d) => `<rootDir>/${d}`),
   testMatch: ['**/test/**/*.test.ts'],
   extensionsToTreatAsEsm: ['.ts'],
   transform: { '^.+\\.ts$': ['@swc/jest', { jsc: { target: 'es2022', parser: { syntax: 'typescript' } }, module: { type: 'es6' } }] },
