@@ -71,6 +71,9 @@ export class HookRunner {
       if (!match(name)) continue;
       const r = fn(out, { hook: { name, layer: layerOf(name) } });
       if (r !== undefined && r !== null) {
+        if (!(r instanceof tf.Tensor)) {
+          throw new SpError('BAD_INPUT', `hook on ${name} returned ${Array.isArray(r) ? 'an array' : typeof r}, expected a tensor of shape [${out.shape}] or nothing`);
+        }
         if (r.shape.length !== out.shape.length || r.shape.some((d, i) => d !== out.shape[i])) {
           throw new SpError('BAD_INPUT', `hook on ${name} returned shape [${r.shape}], expected [${out.shape}]`);
         }

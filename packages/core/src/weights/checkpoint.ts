@@ -42,9 +42,8 @@ export class Checkpoint {
 
   /** Open and validate `dir` (config from config.json, or inferred from tensor shapes). */
   static open(dir: string): Checkpoint {
-    if (!fs.existsSync(dir) || !fs.statSync(dir).isDirectory()) {
-      throw new SpError('NOT_FOUND', `model directory ${dir} does not exist`);
-    }
+    if (!fs.existsSync(dir)) throw new SpError('NOT_FOUND', `model directory ${dir} does not exist`);
+    if (!fs.statSync(dir).isDirectory()) throw new SpError('NOT_FOUND', `${dir} is not a directory (pass the model's directory, not a file in it)`);
     const stPath = path.join(dir, 'model.safetensors');
     if (!fs.existsSync(stPath)) {
       throw new SpError('NOT_FOUND', `${dir} has no model.safetensors (convert .bin checkpoints with HF's save_pretrained(safe_serialization=True))`);
@@ -55,6 +54,8 @@ export class Checkpoint {
       for (const n of file.tensors.keys()) {
         const canon = n.startsWith('transformer.') ? n.slice('transformer.'.length) : n;
         if (IGNORED.test(canon)) continue;
+        // `wte.weight` and `transformer.wte.weight` both present: which one is the model?
+        if (names.has(canon)) throw new SpError('BAD_FILE', `${stPath}: tensors ${JSON.stringify(names.get(canon))} and ${JSON.stringify(n)} are the same parameter`);
         names.set(canon, n);
       }
       const config = readConfig(dir, (n) => file.tensors.get(names.get(n) ?? '') ?? undefined);
@@ -120,6 +121,13 @@ export class Checkpoint {
   }
 
   private validate(): void {
+    // Blocks beyond n_layer would be silently dropped: config.json and the weights disagree.
+    for (const name of this.names.keys()) {
+      const m = /^h\.(\d+)\./.exec(name);
+      if (m && Number(m[1]) >= this.config.nLayer) {
+        throw new SpError('BAD_FILE', `${this.file.path}: tensor "${name}" belongs to block ${m[1]} but the config has ${this.config.nLayer} layers`);
+      }
+    }
     for (const [name, shape] of requiredTensorShapes(this.config)) {
       const real = this.names.get(name);
       if (!real) throw new SpError('BAD_FILE', `${this.file.path}: missing tensor "${name}"`);
@@ -135,18 +143,34 @@ function readConfig(dir: string, tensor: (name: string) => TensorInfo | undefine
   const cfgPath = path.join(dir, 'config.json');
   let raw: Record<string, unknown> = {};
   if (fs.existsSync(cfgPath)) {
+    let parsed: unknown;
     try {
-      raw = JSON.parse(fs.readFileSync(cfgPath, 'utf8'));
+      parsed = JSON.parse(fs.readFileSync(cfgPath, 'utf8'));
     } catch {
       throw new SpError('BAD_FILE', `cannot parse ${cfgPath} as JSON`);
     }
+    if (typeof parsed !== 'object' || parsed === null || Array.isArray(parsed)) throw new SpError('BAD_FILE', `${cfgPath} is not a JSON object`);
+    raw = parsed as Record<string, unknown>;
   }
-  const num = (k: string): number | undefined => (typeof raw[k] === 'number' ? (raw[k] as number) : undefined);
+  const num = (k: string): number | undefined => {
+    const v = raw[k];
+    if (v === undefined || v === null) return undefined;
+    // Sizes must be positive integers; layer_norm_epsilon a positive number.
+    const ok = typeof v === 'number' && (k === 'layer_norm_epsilon' ? v > 0 && Number.isFinite(v) : Number.isSafeInteger(v) && v > 0);
+    if (!ok) throw new SpError('BAD_FILE', `${cfgPath}: ${k} is ${JSON.stringify(v)}, expected a positive ${k === 'layer_norm_epsilon' ? 'number' : 'integer'}`);
+    return v as number;
+  };
+  // The forward pass implements GPT-2's tanh-approximated GELU only; anything else would run silently wrong.
+  const act = raw.activation_function;
+  if (act !== undefined && act !== 'gelu_new' && act !== 'gelu_pytorch_tanh') {
+    throw new SpError('UNSUPPORTED', `${cfgPath}: activation_function ${JSON.stringify(act)} is not supported (GPT-2 uses "gelu_new")`);
+  }
   // Infer from shapes where config.json is absent or silent.
   const wte = tensor('wte.weight');
   const wpe = tensor('wpe.weight');
   const fc = tensor('h.0.mlp.c_fc.weight');
   if (!wte || !wpe) throw new SpError('BAD_FILE', `${dir}/model.safetensors has no wte.weight/wpe.weight: not a GPT-2 checkpoint`);
+  if (wte.shape.length !== 2 || wpe.shape.length !== 2) throw new SpError('BAD_FILE', `${dir}/model.safetensors: wte.weight [${wte.shape}] and wpe.weight [${wpe.shape}] must be 2-D`);
   let nLayer = num('n_layer');
   if (nLayer === undefined) for (nLayer = 0; tensor(`h.${nLayer}.ln_1.weight`); nLayer++);
   const dModel = num('n_embd') ?? wte.shape[1];
