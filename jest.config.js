@@ -9,6 +9,8 @@ export default {
   transform: { '^.+\\.ts$': ['@swc/jest', { jsc: { target: 'es2022', parser: { syntax: 'typescript' } }, module: { type: 'es6' } }] },
   moduleNameMapper: {
     '^@sp/core$': '<rootDir>/packages/core/src/index.ts',
+    '^@sp/core/light$': '<rootDir>/packages/core/src/light.ts',
+    '^@sp/report$': '<rootDir>/packages/report/src/index.ts',
     '^(\\.{1,2}/.*)\\.js$': '$1',
   },
   testPathIgnorePatterns: ['/node_modules/', '/dist/'],

@@ -1,0 +1,95 @@
+/**
+ * Top-contributing FF neurons at a position (LM-Debugger's "significant values", Geva et al. 2022):
+ * the FF layer writes Σ_j m_j v_j into the stream (m_j = mlp.hook_post, v_j = row j of c_proj), so
+ * neuron j's contribution is ranked by m_j·‖v_j‖, and v_j is read in embedding space as E·v_j.
+ * From here a user can take (layer, index) to a speaking probe of the neuron.
+ */
+import type * as tfc from '@tensorflow/tfjs-core';
+import { tf, tidy } from '../backend/index.js';
+import { assertInt } from '../errors.js';
+import type { FwdHook } from '../hooks/index.js';
+import type { GPT2, ModelInput } from '../model/gpt2.js';
+import { isBatch, tokens } from './lens.js';
+import { resolvePosition, tokenNamer, type LensRunOptions } from './pass.js';
+import type { NeuronContribution, NeuronsResult } from './types.js';
+
+export interface TopNeuronsOptions extends Omit<LensRunOptions, 'view'> {
+  /** Position (default -1: the last; negative counts from the end). */
+  position?: number;
+  /** Layers to search (default all). */
+  layers?: number[];
+  /** Neurons to return, over all searched layers (default 10). */
+  k?: number;
+  /** Embedding-space tokens per neuron (default 10). */
+  topTokens?: number;
+}
+
+export function topNeurons(model: GPT2, input: string | number[], opts?: TopNeuronsOptions): NeuronsResult;
+export function topNeurons(model: GPT2, input: string[] | number[][], opts?: TopNeuronsOptions): NeuronsResult[];
+export function topNeurons(model: GPT2, input: ModelInput, opts: TopNeuronsOptions = {}): NeuronsResult | NeuronsResult[] {
+  const { nLayer, dMlp: m, dVocab: V } = model.config;
+  const layers = opts.layers ?? Array.from({ length: nLayer }, (_, i) => i);
+  layers.forEach((l) => assertInt('layer', l, 0, nLayer));
+  const L = layers.length;
+  const k = opts.k ?? 10;
+  assertInt('k (neurons)', k, 1, L * m + 1);
+  const nTok = opts.topTokens ?? 10;
+  assertInt('topTokens', nTok, 1, V + 1);
+  const batch = tokens(model, input);
+  const s = batch.ids[0].length;
+  const cells = batch.lengths.map((n) => resolvePosition(opts.position ?? -1, n));
+  const B = cells.length;
+
+  // 1. scores m_j·‖v_j‖ over the searched layers, top-k by |score| per prompt.
+  const [idx, coef, score, norm] = tidy(() => {
+    const hooks = layers.map((l) => `blocks.${l}.mlp.hook_post`);
+    const captured = new Map<string, tfc.Tensor>();
+    const capture: FwdHook = [(n) => hooks.includes(n), (t, { hook }) => void captured.set(hook.name, t)];
+    const ragged = batch.mask.some((r) => r.includes(0));
+    model.step(tf.tensor2d(batch.ids, undefined, 'int32'), {
+      keyMask: ragged ? batch.mask : undefined,
+      patches: model.patches(opts.embeds, opts.inject, batch),
+      fwdHooks: [...(opts.fwdHooks ?? []), capture],
+      logits: 'none',
+    });
+    const post = tf.reshape(tf.stack(hooks.map((h) => captured.get(h)!), 2), [-1, L * m]); // [b·s, L·m]
+    const coefs = tf.gather(post, tf.tensor1d(cells.map((p, b) => b * s + p), 'int32')); // [B, L·m]
+    // ‖v_j‖ for every neuron of the searched layers: row norms of c_proj [m, d]
+    const norms = tf.reshape(tf.stack(layers.map((l) => tf.norm(model.weights.blocks[l].wproj, 'euclidean', 1))), [1, L * m]);
+    const scores = tf.mul(coefs, norms); // [B, L·m]
+    const { indices } = tf.topk(tf.abs(scores), k); // [B, k]
+    const flat = tf.add(indices, tf.mul(tf.reshape(tf.range(0, B, 1, 'int32'), [B, 1]), tf.scalar(L * m, 'int32'))); // into [B·L·m]
+    const pick = (t: tfc.Tensor) => tf.gather(tf.reshape(t, [-1]), flat);
+    const n = tf.gather(tf.reshape(norms, [-1]), indices);
+    return [indices.dataSync(), pick(coefs).dataSync(), pick(scores).dataSync(), n.dataSync()] as const;
+  });
+
+  // 2. the chosen value vectors in embedding space: one [B·k, d] @ [d, V] matmul, then top tokens.
+  const which = Array.from(idx, (i) => ({ layer: layers[Math.floor(i / m)], index: i % m }));
+  const values = which.map((w) => model.ffValue(w.layer, w.index));
+  const [tokIds, tokLogits] = tidy(() => {
+    const vmat = tf.tensor2d(values.flatMap((v) => Array.from(v)), [values.length, model.config.dModel]);
+    const { values: top, indices } = tf.topk(tf.matMul(vmat, model.weights.wteT), nTok); // [B·k, nTok]
+    return [indices.dataSync(), top.dataSync()] as const;
+  });
+
+  const name = tokenNamer(model);
+  const results = cells.map((position, b): NeuronsResult => {
+    const ids = batch.ids[b].slice(0, batch.lengths[b]);
+    const neurons = Array.from({ length: k }, (_, j): NeuronContribution => {
+      const c = b * k + j;
+      return {
+        ...which[c],
+        coefficient: coef[c],
+        value_norm: norm[c],
+        score: score[c],
+        top: Array.from({ length: nTok }, (_, t) => {
+          const id = tokIds[c * nTok + t];
+          return { id, token: name(id), logit: tokLogits[c * nTok + t] };
+        }),
+      };
+    });
+    return { model: model.name, ids, tokens: ids.map(name), position, neurons };
+  });
+  return isBatch(input) ? results : results[0];
+}
