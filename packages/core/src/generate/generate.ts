@@ -42,6 +42,12 @@ export interface GenerateOptions {
   seed?: number;
   /** Per-prompt overrides (positions are in the prompt's own token ids). */
   embeds?: EmbedOverride[];
+  /**
+   * Prompt positions holding placeholder ids for virtual tokens (one list for every prompt, or one
+   * list per prompt). The repetition penalty skips them: in the original speaking probes the
+   * virtual token is an added vocabulary entry, so penalising it never touches a real token.
+   */
+  virtualPositions?: number[] | number[][];
   inject?: Injection[];
   fwdHooks?: FwdHook[];
   /** Called for every new token as it is produced. */
@@ -69,7 +75,7 @@ export interface GenerateResult {
   timing: { prefillMs: number; decodeMs: number; newTokens: number; tokensPerS: number };
 }
 
-interface Resolved extends Required<Omit<GenerateOptions, 'eosTokenId' | 'seed' | 'embeds' | 'inject' | 'fwdHooks' | 'onToken' | 'stopStrings'>> {
+interface Resolved extends Required<Omit<GenerateOptions, 'eosTokenId' | 'seed' | 'embeds' | 'inject' | 'fwdHooks' | 'onToken' | 'stopStrings' | 'virtualPositions'>> {
   eos: number[];
   stopStrings: string[];
   seed: number;
@@ -142,6 +148,9 @@ export async function* generateStream(
 
   const rows = Array.from({ length: R }, (_, r) => Math.floor(r / n)); // output row -> prompt
   const seqs = rows.map((p) => [...real[p]]);
+  // Ids the repetition penalty counts: the row's sequence minus virtual-token placeholders.
+  const virt = virtualPositionsPerPrompt(opts.virtualPositions, prompts.lengths);
+  const seen = rows.map((p) => real[p].filter((_, i) => !virt[p].has(i)));
   const newTok: number[][] = rows.map(() => []);
   const done = rows.map(() => o.maxNewTokens === 0);
   const rngs = rows.map((_, r) => seededRandom(o.seed, r % n));
@@ -160,27 +169,31 @@ export async function* generateStream(
     });
     const idx = tf.tensor1d(rows, 'int32');
     const tile = <T extends tfc.Tensor>(t: T): T => (n > 1 ? (tf.gather(t, idx) as T) : t);
-    return { logits: tile(out.logits!), past: out.present.map((kv) => ({ k: tile(kv.k), v: tile(kv.v) })) as KVCache };
+    // The prefill logits stay [P, 1, V]: every sample of a prompt reads its prompt's row (tiling
+    // them would copy the vocabulary-wide row n times for nothing).
+    return { logits: out.logits!, past: out.present.map((kv) => ({ k: tile(kv.k), v: tile(kv.v) })) as KVCache };
   });
   const t1 = performance.now();
 
   try {
     for (let step = 0; step < o.maxNewTokens; step++) {
-      const rowsLogits = (await logits.data()) as Float32Array; // [R, 1, V]
+      const rowsLogits = (await logits.data()) as Float32Array; // [R, 1, V]; [P, 1, V] at step 0
       logits.dispose();
       const V = model.config.dVocab;
+      const src = (r: number) => (step === 0 ? rows[r] : r); // row of rowsLogits for output row r
       const chosen: number[] = [];
       for (let r = 0; r < R; r++) {
         if (done[r]) {
           chosen.push(model.tokenizer.eosTokenId); // finished rows are fed padding
           continue;
         }
-        const row = Float64Array.from(rowsLogits.subarray(r * V, (r + 1) * V));
-        applyRepetitionPenalty(row, seqs[r], o.repetitionPenalty);
+        const row = Float64Array.from(rowsLogits.subarray(src(r) * V, (src(r) + 1) * V));
+        applyRepetitionPenalty(row, seen[r], o.repetitionPenalty);
         if (newTok[r].length < o.minNewTokens || seqs[r].length < o.minLength) for (const e of o.eos) row[e] = -Infinity;
         const id = o.doSample ? sampleFrom(samplingDistribution(row, o), rngs[r]()) : argmax(row);
         chosen.push(id);
         seqs[r].push(id);
+        seen[r].push(id);
         newTok[r].push(id);
         const text = model.decode([id]);
         if (o.eos.includes(id) || newTok[r].length >= o.maxNewTokens) done[r] = true;
@@ -221,4 +234,16 @@ export async function* generateStream(
       timing: { prefillMs: t1 - t0, decodeMs: t2 - t1, newTokens: total, tokensPerS: total / ((t2 - t0) / 1000) },
     },
   };
+}
+
+function virtualPositionsPerPrompt(v: number[] | number[][] | undefined, lengths: number[]): Set<number>[] {
+  if (v === undefined || v.length === 0) return lengths.map(() => new Set());
+  const perPrompt = Array.isArray(v[0]) ? (v as number[][]) : lengths.map(() => v as number[]);
+  if (perPrompt.length !== lengths.length) {
+    throw new SpError('BAD_INPUT', `virtualPositions has ${perPrompt.length} lists for ${lengths.length} prompts`);
+  }
+  return perPrompt.map((list, p) => {
+    for (const pos of list) assertInt('virtual position', pos, 0, lengths[p]);
+    return new Set(list);
+  });
 }

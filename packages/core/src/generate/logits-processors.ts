@@ -27,46 +27,91 @@ export interface SamplingParams {
   topP: number;
 }
 
+// Module-level alias: a global `Math` lookup in a hot loop is slow under some runtimes (jest's vm).
+const { exp, floor: mfloor, min } = Math;
+
 /**
- * The distribution HF samples from, as (ids, probs) sorted by descending probability:
- * softmax(logits / T) restricted to the top-k, then to the smallest top set with mass ≥ top-p
- * (HF's TopPLogitsWarper), renormalised.
+ * The distribution HF samples from, as parallel (ids, probs): softmax(logits / T) restricted to
+ * the top-k (every token tied with the k-th is kept, as HF's TopKLogitsWarper does), then to the
+ * smallest top set whose mass reaches top-p (HF's TopPLogitsWarper; tokens tied at the cut are all
+ * kept), renormalised. With a filter active the ids come in descending probability; with none
+ * (topK 0, topP 1) they stay in id order.
+ *
+ * Cost is O(vocab) per row: the k-th value and the top-p cut are located with a histogram over
+ * the logit range, and only the few candidates at or above the boundary bucket are sorted.
  */
 export function samplingDistribution(logits: Float64Array, p: SamplingParams): { ids: number[]; probs: number[] } {
-  if (!(p.temperature > 0)) throw new SpError('BAD_INPUT', `temperature must be > 0 when sampling (got ${p.temperature})`);
-  // Tokens more than 50·T below the max have probability < e^-50 relative to the top one; all
-  // 50k of them together carry < 1e-17 of the mass, below float64 resolution next to 1. Dropping
-  // them before sorting keeps the distribution exact in float64 and the step fast.
+  const T = p.temperature;
+  if (!(T > 0)) throw new SpError('BAD_INPUT', `temperature must be > 0 when sampling (got ${T})`);
   let max = -Infinity;
   for (let i = 0; i < logits.length; i++) if (logits[i] > max) max = logits[i];
-  const floor = max - 50 * p.temperature;
-  let ids: number[] = [];
-  for (let i = 0; i < logits.length; i++) if (logits[i] >= floor) ids.push(i);
-  ids.sort((a, b) => logits[b] - logits[a] || a - b);
-  if (p.topK > 0 && p.topK < ids.length) {
-    // HF keeps every token whose logit ties the k-th.
-    const kth = logits[ids[p.topK - 1]];
-    ids = ids.filter((i, r) => r < p.topK || logits[i] === kth);
+  if (max === -Infinity) throw new SpError('BAD_INPUT', 'every token is banned: nothing to sample');
+  // Tokens more than 50·T below the max have probability < e^-50 relative to the top one; all
+  // 50k of them together carry < 1e-17 of the mass, below float64 resolution next to 1. Dropping
+  // them keeps the distribution exact in float64 and the step fast.
+  const floor = max - 50 * T;
+  let ids: Int32Array = new Int32Array(logits.length);
+  let n = 0;
+  for (let i = 0; i < logits.length; i++) if (logits[i] >= floor) ids[n++] = i;
+  ids = ids.subarray(0, n);
+  if (p.topK > 0 && p.topK < n) {
+    const kth = cutFromTop(logits, ids, floor, max, null, p.topK);
+    ids = keepFrom(logits, ids, kth);
   }
-  let probs = ids.map((i) => Math.exp((logits[i] - max) / p.temperature));
-  let z = probs.reduce((a, b) => a + b, 0);
-  probs = probs.map((x) => x / z);
   if (p.topP < 1) {
-    let cum = 0;
-    let keep = ids.length;
-    for (let r = 0; r < ids.length; r++) {
-      cum += probs[r];
-      if (cum >= p.topP) {
-        keep = r + 1;
-        break;
-      }
-    }
-    ids = ids.slice(0, keep);
-    probs = probs.slice(0, keep);
-    z = probs.reduce((a, b) => a + b, 0);
-    probs = probs.map((x) => x / z);
+    const w = new Float64Array(ids.length);
+    let z = 0;
+    for (let r = 0; r < ids.length; r++) z += w[r] = exp((logits[ids[r]] - max) / T);
+    ids = keepFrom(logits, ids, cutFromTop(logits, ids, floor, max, w, p.topP * z));
   }
-  return { ids, probs };
+  const out = Array.from(ids);
+  if (p.topK > 0 || p.topP < 1) out.sort((a, b) => logits[b] - logits[a] || a - b);
+  const w = out.map((i) => exp((logits[i] - max) / T));
+  let z = 0;
+  for (const x of w) z += x;
+  return { ids: out, probs: w.map((x) => x / z) };
+}
+
+/** The ids whose logit is ≥ cut (order kept). */
+function keepFrom(logits: Float64Array, ids: Int32Array, cut: number): Int32Array {
+  let n = 0;
+  const out = new Int32Array(ids.length);
+  for (let r = 0; r < ids.length; r++) if (logits[ids[r]] >= cut) out[n++] = ids[r];
+  return out.subarray(0, n);
+}
+
+const BUCKETS = 4096;
+
+/**
+ * The largest value c such that the tokens with logit ≥ c carry at least `need`, summing their
+ * weights (`w[r]` for ids[r]; 1 each when null, which makes c the need-th largest logit) from the
+ * top down. A histogram over [lo, hi] finds the boundary bucket; only tokens from it upwards are
+ * sorted.
+ */
+function cutFromTop(logits: Float64Array, ids: Int32Array, lo: number, hi: number, w: Float64Array | null, need: number): number {
+  const scale = hi > lo ? BUCKETS / (hi - lo) : 0;
+  const bucket = new Int32Array(ids.length);
+  const mass = new Float64Array(BUCKETS);
+  for (let r = 0; r < ids.length; r++) {
+    const b = min(BUCKETS - 1, mfloor((logits[ids[r]] - lo) * scale));
+    bucket[r] = b;
+    mass[b] += w ? w[r] : 1;
+  }
+  let acc = 0;
+  let b = BUCKETS - 1;
+  for (; b > 0; b--) {
+    acc += mass[b];
+    if (acc >= need) break;
+  }
+  const top: number[] = []; // positions r in ids
+  for (let r = 0; r < ids.length; r++) if (bucket[r] >= b) top.push(r);
+  top.sort((x, y) => logits[ids[y]] - logits[ids[x]]);
+  let cum = 0;
+  for (const r of top) {
+    cum += w ? w[r] : 1;
+    if (cum >= need) return logits[ids[r]];
+  }
+  return logits[ids[top[top.length - 1]]]; // rounding left the sum a hair short: keep them all
 }
 
 /** Inverse-CDF draw with a uniform u in [0, 1). */
