@@ -6,25 +6,12 @@
  * The CLI runs from packages/cli/dist: beforeAll builds @sp/core and @sp/cli when dist is missing
  * or older than their sources (CI builds before testing anyway).
  */
-import { execSync, spawnSync } from 'node:child_process';
+import { spawnSync } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { ensureBuilt, FIXTURES, MAIN, ROOT } from './cli-helpers.js';
 
-function findRepoRoot(): string {
-  let d = path.dirname(fileURLToPath(import.meta.url));
-  while (!fs.existsSync(path.join(d, 'pnpm-workspace.yaml'))) {
-    const up = path.dirname(d);
-    if (up === d) throw new Error('repo root not found');
-    d = up;
-  }
-  return d;
-}
-
-const ROOT = findRepoRoot();
-const MAIN = path.join(ROOT, 'packages/cli/dist/main.js');
-const FIXTURES = path.resolve(ROOT, '../shared/fixtures');
 const FIXTURE_NAMES = ['tiny-gpt2', 'tiny-gpt2-f16-prefixed'] as const;
 const TIMEOUT_MS = 60_000;
 
@@ -36,28 +23,6 @@ interface Golden {
 }
 const golden = (name: string): Golden => JSON.parse(fs.readFileSync(path.join(FIXTURES, name, 'golden.json'), 'utf8'));
 
-/** Newest modification time of any file under `dir`. */
-function newest(dir: string): number {
-  let t = 0;
-  for (const e of fs.readdirSync(dir, { withFileTypes: true })) {
-    const p = path.join(dir, e.name);
-    t = Math.max(t, e.isDirectory() ? newest(p) : fs.statSync(p).mtimeMs);
-  }
-  return t;
-}
-
-function ensureBuilt(): void {
-  const outputs = [MAIN, path.join(ROOT, 'packages/core/dist/index.js')];
-  const built = Math.min(...outputs.map((p) => (fs.existsSync(p) ? fs.statSync(p).mtimeMs : 0)));
-  const sources = Math.max(newest(path.join(ROOT, 'packages/core/src')), newest(path.join(ROOT, 'packages/cli/src')));
-  if (built >= sources) return;
-  try {
-    execSync('pnpm --filter "@sp/cli..." run build', { cwd: ROOT, stdio: 'pipe', timeout: 300_000 });
-  } catch (e) {
-    const out = `${(e as { stdout?: Buffer }).stdout ?? ''}${(e as { stderr?: Buffer }).stderr ?? ''}`;
-    throw new Error(`building @sp/core and @sp/cli failed:\n${out.slice(-3000)}`);
-  }
-}
 
 let tmp: string;
 beforeAll(() => {

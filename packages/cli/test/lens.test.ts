@@ -2,7 +2,7 @@
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { ensureBuilt, expectOneLineError, FIXTURES, sp } from './lens-helpers.js';
+import { ensureBuilt, expectOneLineError, FIXTURES, sp } from './cli-helpers.js';
 
 interface GoldenLens {
   model: { n_layer: number };

@@ -2,7 +2,7 @@
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { ensureBuilt, expectOneLineError, FIXTURES, sp } from './lens-helpers.js';
+import { ensureBuilt, expectOneLineError, FIXTURES, sp } from './cli-helpers.js';
 
 const tiny = path.join(FIXTURES, 'tiny-gpt2');
 const ids = '464,8251,284,262,13447'; // "The keys to the cabinet"

@@ -1,18 +1,12 @@
-/** Shared by the lens/rank CLI tests: run the built `sp` (building core, report and cli first when stale). */
+/** Shared by the CLI tests: run the built `sp` (building core, report and cli first when stale). */
 import { execSync, spawnSync } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { repoRoot, sharedFixtures } from '../../core/test/helpers/fixtures.js';
 
-function findRepoRoot(): string {
-  let d = path.dirname(fileURLToPath(import.meta.url));
-  while (!fs.existsSync(path.join(d, 'pnpm-workspace.yaml'))) d = path.dirname(d);
-  return d;
-}
-
-export const ROOT = findRepoRoot();
+export const ROOT = repoRoot;
 export const MAIN = path.join(ROOT, 'packages/cli/dist/main.js');
-export const FIXTURES = path.resolve(ROOT, '../shared/fixtures');
+export const FIXTURES = sharedFixtures;
 
 function newest(dir: string): number {
   let t = 0;
