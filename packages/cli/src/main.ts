@@ -1,22 +1,29 @@
 #!/usr/bin/env node
 /** `sp`: the command-line face of @sp/core. Errors are one line on stderr and a non-zero exit. */
-import { SpError } from '@sp/core';
+import { SpError } from '@sp/core/light';
 import { Command, CommanderError } from 'commander';
-import { registerDownload } from './commands/download.js';
-import { registerGenerate } from './commands/generate.js';
-import { registerLens } from './commands/lens.js';
-import { registerNeuron } from './commands/neuron.js';
-import { registerProbe } from './commands/probe.js';
-import { registerRank } from './commands/rank.js';
+
+// Commands are imported only when used: `sp neuron` and `sp download` never load TensorFlow.js
+// (~200-350 ms of module loading), the model commands do.
+const COMMANDS: Record<string, () => Promise<(program: Command) => void>> = {
+  lens: async () => (await import('./commands/lens.js')).registerLens,
+  generate: async () => (await import('./commands/generate.js')).registerGenerate,
+  neuron: async () => (await import('./commands/neuron.js')).registerNeuron,
+  probe: async () => (await import('./commands/probe.js')).registerProbe,
+  rank: async () => (await import('./commands/rank.js')).registerRank,
+  download: async () => (await import('./commands/download.js')).registerDownload,
+};
 
 const program = new Command('sp')
   .description('GPT-2 interpretability: logit lens, speaking probes, neurons, generation')
   .option('-v, --verbose', 'more diagnostics on stderr (backend, timings, stack traces)')
   .option('--backend <name>', 'tfjs backend: wasm | cpu | tensorflow (default: $SP_BACKEND or the best installed)')
-  .showHelpAfterError('(run with --help for usage)')
+  // One line on stderr for usage errors too: the hint goes on the error's own line.
+  .configureOutput({ outputError: (str, write) => write(`${str.trimEnd()} (run with --help for usage)\n`) })
   .exitOverride();
 
-for (const register of [registerLens, registerGenerate, registerNeuron, registerProbe, registerRank, registerDownload]) register(program);
+const invoked = process.argv.slice(2).find((a) => !a.startsWith('-') && a in COMMANDS);
+for (const [name, load] of Object.entries(COMMANDS)) if (!invoked || name === invoked) (await load())(program);
 
 const verbose = process.argv.includes('--verbose') || process.argv.includes('-v');
 
@@ -37,3 +44,8 @@ try {
     process.exitCode = 2;
   }
 }
+
+// Exit explicitly once stdout/stderr are flushed: live handles (the wasm backend's worker threads,
+// keep-alive sockets) would otherwise keep a finished command running.
+await Promise.all([process.stdout, process.stderr].map((s) => new Promise<void>((done) => s.write('', () => done()))));
+process.exit(process.exitCode ?? 0);

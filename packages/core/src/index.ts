@@ -13,3 +13,11 @@ export { resolveModel, downloadModel, findLocalModel, weightsDirs, HUB_REPOS, ty
 export { generate, generateStream, type GenerateOptions, type GenerateResult, type TokenEvent } from './generate/generate.js';
 export { applyRepetitionPenalty, samplingDistribution, sampleFrom, argmax } from './generate/logits-processors.js';
 export { seededRandom } from './generate/rng.js';
+export { logitLens, rankings, rankingsWatch, watchTokenIds, topNeurons, lensRows, type LogitLensOptions, type RankingsOptions, type WatchOptions, type TopNeuronsOptions, type LensRunOptions, type LensStream, type LensView, type LensRowInfo, type TokenProb, type LensCell, type LensLayer, type LensResult, type RankingsResult, type RankedPosition, type WatchResult, type NeuronContribution, type NeuronsResult } from './lens/index.js';
+export { speakingProbe, SPEAKING_PROBE_DEFAULTS, type SpeakingProbeOptions, type SpeakingProbeResult, type SpeakingProbeNeuron, type SpeakingProbeSample } from './probes/speaking-probe.js';
+export { parseNeuronSpec, resolveNeuron, hiddenState, type NeuronSpec, type NeuronSpecObject, type NeuronSource, type ResolvedNeuron } from './probes/neuron.js';
+export { parseTemplate, tokenizeTemplate, renderTemplate, PLACEHOLDER_ID, type TemplatePart, type TemplateTag, type TokenizedTemplate } from './probes/template.js';
+export { parseExpr, formatExpr, type ExprTerm, type ExprAtom } from './probes/expr.js';
+export { readVectorFile, parseNpy, parseJsonVector } from './probes/vector-file.js';
+export { embeddingProjection, topIndices, type EmbeddingProjection, type ProjectedToken } from './probes/projection.js';
+export { listPrompts, loadPrompt, readPromptFile, promptDirs, BUNDLED_PROMPTS_DIR, type LibraryPrompt } from './probes/prompts.js';

@@ -1,4 +1,4 @@
-import { downloadModel, PRESET_NAMES, SpError } from '@sp/core';
+import { downloadModel, PRESET_NAMES, SpError } from '@sp/core/light';
 import type { Command } from 'commander';
 
 /** `sp download NAME`: fetch a preset from the Hugging Face hub into $SP_WEIGHTS_DIR or the cache. */

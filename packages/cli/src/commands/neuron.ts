@@ -1,4 +1,4 @@
-import { openCheckpoint } from '@sp/core';
+import { openCheckpoint } from '@sp/core/light';
 import type { Command } from 'commander';
 import { info, parseIntOpt, printJson } from '../common.js';
 

@@ -1,14 +1,16 @@
 /**
  * Picks the tfjs backend once per process: `tensorflow` (tfjs-node / tfjs-node-gpu) when the user
- * installed one, else `wasm` (SIMD; threads where the runtime allows), else `cpu`.
+ * installed one, else `wasm` (SIMD; multithreaded XNNPACK with $SP_WASM_THREADS > 1), else `cpu`.
  * `SP_BACKEND` or `setBackend(name)` chooses explicitly.
  */
 import * as tf from '@tensorflow/tfjs-core';
 import '@tensorflow/tfjs-backend-cpu';
 import { setWasmPaths } from '@tensorflow/tfjs-backend-wasm';
 import { createRequire } from 'node:module';
+import os from 'node:os';
 import path from 'node:path';
 import { SpError } from '../errors.js';
+import { disableWasmThreads, prepareWasmThreads, unrefWasmWorkers } from './wasm-threads.js';
 import { registerChainedOps } from './chained-ops.js';
 
 registerChainedOps();
@@ -32,6 +34,21 @@ async function tryNative(): Promise<boolean> {
 async function activate(name: BackendName): Promise<void> {
   if (name === 'wasm') {
     setWasmPaths(path.dirname(require.resolve('@tensorflow/tfjs-backend-wasm/package.json')) + '/dist/');
+    const restore = prepareWasmThreads(wasmThreadCount());
+    if (restore) {
+      try {
+        if (await tf.setBackend('wasm')) {
+          await tf.ready();
+          unrefWasmWorkers();
+          return;
+        }
+      } catch {
+        /* fall back to the single-threaded build below */
+      } finally {
+        restore();
+      }
+      disableWasmThreads();
+    }
   } else if (name === 'tensorflow' && !(await tryNative())) {
     throw new SpError('UNSUPPORTED', 'backend "tensorflow" needs @tensorflow/tfjs-node or @tensorflow/tfjs-node-gpu installed');
   }
@@ -70,6 +87,20 @@ export function initBackend(preferred?: string): Promise<BackendName> {
     }
   })();
   return chosen;
+}
+
+/**
+ * XNNPACK threads for the wasm backend: $SP_WASM_THREADS (at most one per core), else tfjs' own rule
+ * (half the logical cores, at most 4), which it cannot apply in Node itself (wasm-threads.ts).
+ * On a 2-core machine that is 1 thread: 2 threads make a decode step ~1.4× faster when the machine
+ * is otherwise idle but 2-3× slower when anything else runs, because XNNPACK's pool waits for every
+ * thread at every op (docs/performance.md). Set SP_WASM_THREADS=2 on an idle 2-core machine.
+ */
+function wasmThreadCount(): number {
+  const cores = os.cpus().length;
+  const env = Number(process.env.SP_WASM_THREADS);
+  if (Number.isInteger(env) && env >= 1) return Math.min(env, cores);
+  return Math.max(1, Math.min(4, Math.floor(cores / 2)));
 }
 
 export function backendName(): string {

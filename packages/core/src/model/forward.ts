@@ -7,6 +7,7 @@
  */
 import type * as tfc from '@tensorflow/tfjs-core';
 import { tf } from '../backend/index.js';
+import { geluNew, layerNorm } from '../backend/kernels.js';
 import type { HookRunner } from '../hooks/index.js';
 import type { GPT2Config } from './config.js';
 import type { DeviceWeights } from './weights.js';
@@ -47,24 +48,15 @@ export interface ForwardOutput {
   residFinal: tfc.Tensor3D; // [b, s, d], resid_post of the last block
 }
 
-export function layerNorm(x: tfc.Tensor, w: tfc.Tensor1D, b: tfc.Tensor1D, eps: number): tfc.Tensor {
-  const mean = tf.mean(x, -1, true);
-  const xc = tf.sub(x, mean);
-  const variance = tf.mean(tf.square(xc), -1, true);
-  return tf.add(tf.mul(tf.mul(xc, tf.rsqrt(tf.add(variance, eps))), w), b);
-}
-
-/** gelu_new (tanh approximation), as in GPT-2 and HF's `gelu_new`. */
-export function geluNew(x: tfc.Tensor): tfc.Tensor {
-  const inner = tf.mul(Math.sqrt(2 / Math.PI), tf.add(x, tf.mul(0.044715, tf.pow(x, 3))));
-  return tf.mul(tf.mul(0.5, x), tf.add(1, tf.tanh(inner)));
-}
+// LayerNorm and gelu_new are single fused kernels on wasm/cpu (backend/kernels.ts).
+export { layerNorm, geluNew };
 
 /** x [b, s, k] @ w [k, n] + bias → [b, s, n] via a 2-D matmul (one kernel call). */
 function linear(x: tfc.Tensor, w: tfc.Tensor2D, bias?: tfc.Tensor1D): tfc.Tensor {
   const [b, s, k] = x.shape;
-  const y = tf.matMul(tf.reshape(x, [b * s, k]), w);
-  return tf.reshape(bias ? tf.add(y, bias) : y, [b, s, w.shape[1]]);
+  // fused.matMul adds the bias inside the matmul kernel (XNNPACK fully-connected on wasm).
+  const y = tf.fused.matMul({ a: tf.reshape(x, [b * s, k]) as tfc.Tensor2D, b: w, bias });
+  return tf.reshape(y, [b, s, w.shape[1]]);
 }
 
 export function unembed(w: DeviceWeights, x: tfc.Tensor): tfc.Tensor3D {
@@ -89,7 +81,11 @@ export function forward(cfg: GPT2Config, w: DeviceWeights, inp: ForwardInput): F
 
   // Additive attention bias [b, 1, s, T]: -inf for future keys (causal), -1e9 for padding keys
   // (finite, so rows that see only padding stay finite instead of NaN).
-  const bias = attentionBias(b, s, pastLen, inp.keyMask);
+  // One new position with no padding sees every key: the bias is all zeros, skip it.
+  const bias = s === 1 && !inp.keyMask ? undefined : attentionBias(b, s, pastLen, inp.keyMask);
+  // [b, s, h, dh] <-> [b, h, s, dh]; with s = 1 both have the same memory order, a reshape suffices.
+  const toHeads = (t: tfc.Tensor) => (s === 1 ? tf.reshape(t, [b, h, 1, dh]) : tf.transpose(t, [0, 2, 1, 3]));
+  const fromHeads = (t: tfc.Tensor) => (s === 1 ? tf.reshape(t, [b, 1, h, dh]) : tf.transpose(t, [0, 2, 1, 3]));
 
   const present: KVCache = [];
   for (let i = 0; i < cfg.nLayer; i++) {
@@ -102,17 +98,17 @@ export function forward(cfg: GPT2Config, w: DeviceWeights, inp: ForwardInput): F
     const qkv = linear(ln1, bw.wqkv, bw.bqkv); // [b, s, 3d]
     const [q0, k0, v0] = tf.split(qkv, 3, -1);
     const heads = (t: tfc.Tensor) => tf.reshape(t, [b, s, h, dh]);
-    const q = tf.transpose(hook(p + 'attn.hook_q', heads(q0)), [0, 2, 1, 3]); // [b, h, s, dh]
-    const kNew = tf.transpose(hook(p + 'attn.hook_k', heads(k0)), [0, 2, 1, 3]) as tfc.Tensor4D;
-    const vNew = tf.transpose(hook(p + 'attn.hook_v', heads(v0)), [0, 2, 1, 3]) as tfc.Tensor4D;
+    const q = toHeads(hook(p + 'attn.hook_q', heads(q0))); // [b, h, s, dh]
+    const kNew = toHeads(hook(p + 'attn.hook_k', heads(k0))) as tfc.Tensor4D;
+    const vNew = toHeads(hook(p + 'attn.hook_v', heads(v0))) as tfc.Tensor4D;
     const past = inp.past?.[i];
     const k = past ? tf.concat([past.k, kNew], 2) : kNew; // [b, h, T, dh]
     const v = past ? tf.concat([past.v, vNew], 2) : vNew;
     present.push({ k: k as tfc.Tensor4D, v: v as tfc.Tensor4D });
     let scores = tf.mul(tf.matMul(q, k, false, true), 1 / Math.sqrt(dh)); // [b, h, s, T]
-    scores = hook(p + 'attn.hook_attn_scores', tf.add(scores, bias));
+    scores = hook(p + 'attn.hook_attn_scores', bias ? tf.add(scores, bias) : scores);
     const pattern = hook(p + 'attn.hook_pattern', tf.softmax(scores)); // [b, h, s, T]
-    const z = hook(p + 'attn.hook_z', tf.transpose(tf.matMul(pattern, v), [0, 2, 1, 3])); // [b, s, h, dh]
+    const z = hook(p + 'attn.hook_z', fromHeads(tf.matMul(pattern, v))); // [b, s, h, dh]
     const attnOut = hook(p + 'hook_attn_out', linear(tf.reshape(z, [b, s, d]), bw.wo, bw.bo)); // [b, s, d]
     resid = hook(p + 'hook_resid_mid', tf.add(resid, attnOut));
 

@@ -48,6 +48,7 @@ export class GPT2 {
   readonly config: GPT2Config;
   readonly weights: DeviceWeights;
   private readonly validHooks: Set<string>;
+  private disposed = false;
 
   constructor(
     readonly checkpoint: Checkpoint,
@@ -140,6 +141,7 @@ export class GPT2 {
    * Not tidied: call inside tf.tidy (the returned tensors survive it when returned).
    */
   step(ids: tfc.Tensor2D, opts: { past?: KVCache; positionIds?: tfc.Tensor2D; keyMask?: number[][]; patches?: Patch[]; fwdHooks?: FwdHook[]; logits?: 'all' | 'last' | 'none' }): ForwardOutput {
+    this.checkAlive();
     return forward(this.config, this.weights, {
       ids,
       past: opts.past,
@@ -153,6 +155,8 @@ export class GPT2 {
 
   /** ln_final then the tied unembedding of any residual-stream tensor [..., d_model] → [..., d_vocab]. */
   unembedResid(x: tfc.Tensor): tfc.Tensor {
+    this.checkAlive();
+    if (x.shape.at(-1) !== this.config.dModel) throw new SpError('BAD_INPUT', `unembedResid needs [..., ${this.config.dModel}] (d_model), got [${x.shape}]`);
     return tf.tidy(() => {
       const shape = x.shape;
       const x3 = tf.reshape(x, [1, -1, this.config.dModel]);
@@ -183,8 +187,14 @@ export class GPT2 {
   }
 
   dispose(): void {
+    this.disposed = true;
     disposeWeights(this.weights);
     this.checkpoint.close();
+  }
+
+  /** Using a disposed model would fail deep inside tfjs; say what happened instead. */
+  private checkAlive(): void {
+    if (this.disposed) throw new SpError('BAD_INPUT', `model ${this.name} has been disposed`);
   }
 
   private run(batch: TokenBatch, opts: ForwardOptions): ForwardOutput {

@@ -28,7 +28,4 @@ export async function gpt2(nameOrDir = 'gpt2', opts: LoadOptions = {}): Promise<
   }
 }
 
-/** Open a checkpoint lazily (no model load): FF keys/values, token embeddings, config. */
-export async function openCheckpoint(nameOrDir: string, opts: { download?: boolean } & DownloadOptions = {}): Promise<Checkpoint> {
-  return Checkpoint.open(await resolveModel(nameOrDir, opts));
-}
+export { openCheckpoint } from '../weights/open.js';

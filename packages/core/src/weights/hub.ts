@@ -12,7 +12,8 @@ import fsp from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import cliProgress from 'cli-progress';
+import type cliProgressTypes from 'cli-progress';
+import { createRequire } from 'node:module';
 import { SpError } from '../errors.js';
 import { PRESET_NAMES, type PresetName } from '../model/config.js';
 
@@ -201,7 +202,11 @@ async function fetchFollowing(fetchImpl: typeof fetch, url: string, signal: Abor
   }
 }
 
-function makeBar(file: string): cliProgress.SingleBar {
+// Loaded on first use: importing it costs ~20 ms that commands reading a local file never need.
+const requireLazy = createRequire(import.meta.url);
+
+function makeBar(file: string): cliProgressTypes.SingleBar {
+  const cliProgress = requireLazy('cli-progress') as typeof cliProgressTypes;
   return new cliProgress.SingleBar(
     {
       stream: process.stderr,
