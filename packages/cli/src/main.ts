@@ -33,7 +33,7 @@ try {
   if (e instanceof CommanderError) {
     // Commander has already printed its one-line message (or help/version, exit 0).
     process.exitCode = e.exitCode;
-  } else if (e instanceof SpError) {
+  } else if (SpError.is(e)) {
     process.stderr.write(`error: ${e.message}\n`);
     if (verbose && e.cause) process.stderr.write(`${String(e.cause)}\n`);
     process.exitCode = 1;

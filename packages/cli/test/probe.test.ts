@@ -148,7 +148,7 @@ describe('sp probe (real process)', () => {
   // src/main.ts under tsx with @sp/core mapped to its source: no build needed.
   const tsx = path.join(repoRoot, 'examples/node_modules/.bin/tsx');
   const cfgDir = tmpDir('sp-tsx-');
-  fs.writeFileSync(path.join(cfgDir, 'tsconfig.json'), JSON.stringify({ compilerOptions: { baseUrl: repoRoot, paths: { '@sp/core': ['packages/core/src/index.ts'] } } }));
+  fs.writeFileSync(path.join(cfgDir, 'tsconfig.json'), JSON.stringify({ compilerOptions: { baseUrl: repoRoot, paths: { '@sp/core': ['packages/core/src/index.ts'], '@sp/core/light': ['packages/core/src/light.ts'] } } }));
   const run = (args: string[]) => spawnSync(tsx, [path.join(repoRoot, 'packages/cli/src/main.ts'), 'probe', ...args], {
     encoding: 'utf8',
     env: { ...process.env, TSX_TSCONFIG_PATH: path.join(cfgDir, 'tsconfig.json') },

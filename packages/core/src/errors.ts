@@ -18,6 +18,11 @@ export class SpError extends Error {
     this.name = 'SpError';
     this.code = code;
   }
+
+  /** True for an SpError from any copy of this module (a bundle or a second install breaks instanceof). */
+  static is(e: unknown): e is SpError {
+    return e instanceof Error && e.name === 'SpError' && typeof (e as SpError).code === 'string';
+  }
 }
 
 export function assertInt(name: string, v: number, lo: number, hiExclusive: number): void {
