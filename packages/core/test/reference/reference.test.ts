@@ -6,7 +6,7 @@
 import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { sharedFixtures, type Golden, type GoldenCase } from '../helpers/fixtures.js';
 import {
   applyRepetitionPenalty,
   logSoftmax,
@@ -20,37 +20,7 @@ import {
 import { randomRefWeights } from './random-model.js';
 import { bf16ToNumber, f16ToNumber, readSafetensorsDir } from './safetensors-mini.js';
 
-function findRepoRoot(start: string): string {
-  let dir = start;
-  for (;;) {
-    if (existsSync(path.join(dir, 'pnpm-workspace.yaml'))) return dir;
-    const up = path.dirname(dir);
-    if (up === dir) throw new Error(`no pnpm-workspace.yaml above ${start}`);
-    dir = up;
-  }
-}
-
-const repoRoot = findRepoRoot(path.dirname(fileURLToPath(import.meta.url)));
-const fixturesDir = path.resolve(repoRoot, '../shared/fixtures');
-
-interface GoldenCase {
-  name: string;
-  ids: number[];
-  inject: [number, number, number] | null;
-  last_logits_top10: Array<{ id: number; logit: number }>;
-  last_logits_at: Record<string, number>;
-  last_logsumexp: number;
-  argmax_per_position: number[];
-  lens: Array<{ layer: number; positions: Array<{ top: Array<{ id: number; prob: number }> }> }>;
-  greedy: number[];
-  greedy_rep2: number[];
-}
-interface Golden {
-  model: { n_layer: number; n_head: number; d_model: number };
-  ff_key: { layer: number; index: number; first8: number[] };
-  ff_value: { layer: number; index: number; first8: number[] };
-  cases: GoldenCase[];
-}
+const fixturesDir = sharedFixtures;
 
 // Module-level aliases: looking up the global `Math` inside jest's vm context is slow in hot loops.
 const M = Math;
