@@ -3,7 +3,7 @@
  * against golden answers of an independent numpy GPT-2 in ../shared/fixtures, plus internal
  * consistency checks.
  */
-import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { sharedFixtures, type Golden, type GoldenCase } from '../helpers/fixtures.js';
