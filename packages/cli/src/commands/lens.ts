@@ -1,8 +1,8 @@
-import fs from 'node:fs';
 import { logitLens, SpError, topNeurons, type LensResult, type LensView, type NeuronsResult } from '@sp/core';
-import { lensGridSpec, lensReportHtml, showToken, toPng, toSvg } from '@sp/report';
+import { lensGridSpec, lensReportHtml, showToken } from '@sp/report';
 import type { Command } from 'commander';
 import { info, inputIds, loadModel, parseIntOpt, printJson } from '../common.js';
+import { writeReports } from '../report-files.js';
 
 interface LensCli {
   model?: string; ids?: string; prompt?: string; topk: number; view: string; neurons?: number; position?: number;
@@ -35,28 +35,13 @@ export function registerLens(program: Command): void {
         const lens = logitLens(model, ids, { topk: o.topk, view });
         info(cmd, `lens: ${lens.layers.length} rows × ${ids.length} positions in ${(performance.now() - t0).toFixed(0)} ms`);
         const neurons = o.neurons !== undefined ? topNeurons(model, ids, { k: Math.min(o.neurons, model.config.nLayer * model.config.dMlp), position: o.position }) : undefined;
-        await writeOutputs(cmd, o, lens, neurons);
+        await writeReports(cmd, o, () => lensReportHtml(lens, { neurons }), () => lensGridSpec(lens));
         if (o.json) printJson(neurons ? { ...lens, neuron_position: neurons.position, neurons: neurons.neurons } : lens);
         else process.stdout.write(lensTable(lens) + (neurons ? '\n' + neuronTable(neurons) : ''));
       } finally {
         model.dispose();
       }
     });
-}
-
-async function writeOutputs(cmd: Command, o: LensCli, lens: LensResult, neurons?: NeuronsResult): Promise<void> {
-  if (o.html) writeFile(cmd, o.html, lensReportHtml(lens, { neurons }));
-  if (o.svg) writeFile(cmd, o.svg, await toSvg(lensGridSpec(lens)));
-  if (o.png) writeFile(cmd, o.png, await toPng(lensGridSpec(lens)));
-}
-
-export function writeFile(cmd: Command, file: string, data: string | Uint8Array): void {
-  try {
-    fs.writeFileSync(file, data);
-  } catch (e) {
-    throw new SpError('BAD_INPUT', `cannot write ${file}: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`, { cause: e });
-  }
-  info(cmd, `wrote ${file}`);
 }
 
 export function parseView(v: string): LensView {

@@ -5,7 +5,7 @@ import {
 import { probeReportHtml } from '@sp/report';
 import type { Command } from 'commander';
 import { loadModel, parseFloatOpt, parseIntOpt, printJson } from '../common.js';
-import { writeFile } from './lens.js';
+import { writeReports } from '../report-files.js';
 
 interface ProbeCli {
   model: string; prompt?: string; promptName?: string; promptFile?: string; promptsDir: string[]; listPrompts?: boolean;
@@ -87,7 +87,7 @@ export function registerProbe(program: Command): void {
             process.stdout.write(ev.text);
           },
         });
-        if (o.html) writeFile(cmd, o.html, probeReportHtml(r));
+        await writeReports(cmd, o, () => probeReportHtml(r));
         if (o.json) printJson(r);
         else printHuman(r, streamed);
       } finally {

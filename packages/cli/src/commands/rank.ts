@@ -1,8 +1,9 @@
 import { generate, rankings, rankingsWatch, SpError, type RankingsResult, type WatchResult } from '@sp/core';
-import { rankingSpec, rankReportHtml, showToken, toPng, toSvg, watchSpec } from '@sp/report';
+import { rankingSpec, rankReportHtml, showToken, watchSpec } from '@sp/report';
 import type { Command } from 'commander';
 import { info, inputIds, loadModel, parseIds, parseIntOpt, printJson } from '../common.js';
-import { parseSignedInt, parseView, writeFile } from './lens.js';
+import { writeReports } from '../report-files.js';
+import { parseSignedInt, parseView } from './lens.js';
 
 interface RankCli {
   model?: string; ids?: string; prompt?: string; watch?: string; watchIds?: string; position?: number; generate?: number;
@@ -36,10 +37,7 @@ export function registerRank(program: Command): void {
         let ids = inputIds(model, o);
         if (watch) {
           const w = rankingsWatch(model, ids, watch, { position: o.position, view });
-          const spec = watchSpec(w);
-          if (o.html) writeFile(cmd, o.html, rankReportHtml({ watch: w }));
-          if (o.svg) writeFile(cmd, o.svg, await toSvg(spec));
-          if (o.png) writeFile(cmd, o.png, await toPng(spec));
+          await writeReports(cmd, o, () => rankReportHtml({ watch: w }), () => watchSpec(w));
           if (o.json) printJson(w);
           else process.stdout.write(watchTable(w));
           return;
@@ -51,10 +49,7 @@ export function registerRank(program: Command): void {
           info(cmd, `generated ${JSON.stringify(g.texts[0])}`);
         }
         const r = rankings(model, ids, o.generate !== undefined ? { view, promptLength, predictLast: false } : { view });
-        const spec = rankingSpec(r);
-        if (o.html) writeFile(cmd, o.html, rankReportHtml({ rankings: r }));
-        if (o.svg) writeFile(cmd, o.svg, await toSvg(spec));
-        if (o.png) writeFile(cmd, o.png, await toPng(spec));
+        await writeReports(cmd, o, () => rankReportHtml({ rankings: r }), () => rankingSpec(r));
         if (o.json) printJson(r);
         else process.stdout.write(rankTable(r));
       } finally {
