@@ -4,11 +4,12 @@
  * errors (wrong shape, unknown name), cache disposal and ragged batches.
  */
 import fs from 'node:fs';
-import { gpt2, SpError, tf, type GPT2 } from '@sp/core';
+import { gpt2, tf, type GPT2 } from '@sp/core';
 import { logSoftmax, refForward, refLens, type RefOptions, type RefWeights } from '../reference/gpt2-ref.js';
 import { mulberry32 } from '../reference/random-model.js';
 import { compareCache, firstMismatch, logitsRow, LOGIT_TOL, rowSlice } from '../helpers/compare.js';
 import { randomIds, writeRandomGpt2, type RandomGpt2 } from '../helpers/random-gpt2.js';
+import { expectSpError } from '../helpers/errors.js';
 
 const SPEC = { nLayer: 2, dModel: 32, nHead: 4, nCtx: 16, seed: 99 };
 const PROMPT = randomIds(6, 4242);
@@ -58,19 +59,6 @@ function maxDiff(a: ArrayLike<number>, b: ArrayLike<number>): number {
     else if (x !== x) return NaN;
   }
   return m;
-}
-
-function expectSpError(fn: () => unknown, code: string, pattern?: RegExp): void {
-  let err: unknown;
-  try {
-    fn();
-  } catch (e) {
-    err = e;
-  }
-  expect(err).toBeInstanceOf(SpError);
-  expect((err as SpError).code).toBe(code);
-  expect((err as SpError).message).not.toContain('\n');
-  if (pattern) expect((err as SpError).message).toMatch(pattern);
 }
 
 describe('reading hooks (runWithCache)', () => {

@@ -9,6 +9,7 @@ import { Checkpoint, encodeSafetensors, gpt2, openCheckpoint, SpError, type Tens
 import { randomRefWeights, type RandomTensor } from '../reference/random-model.js';
 import { tmpDir } from '../helpers/fixtures.js';
 import { countReadBytes, writeSparseSafetensors } from '../helpers/sparse-safetensors.js';
+import { expectSpError } from '../helpers/errors.js';
 
 const CFG = { nLayer: 2, nHead: 2, dModel: 16, nCtx: 8, vocabSize: 100, eps: 1e-5 };
 const W = randomRefWeights(CFG, 31);
@@ -37,15 +38,7 @@ const base = (): RandomTensor[] => W.tensors();
 const without = (name: string): TensorToWrite[] => base().filter((t) => t.name !== name);
 
 function openErr(dir: string): SpError {
-  let err: unknown;
-  try {
-    Checkpoint.open(dir).close();
-  } catch (e) {
-    err = e;
-  }
-  expect(err).toBeInstanceOf(SpError);
-  expect((err as SpError).message).not.toMatch(/[\r\n]/);
-  return err as SpError;
+  return expectSpError(() => Checkpoint.open(dir).close());
 }
 
 /** Column j of a [rows, cols] row-major matrix. */
@@ -189,14 +182,7 @@ describe('malformed checkpoints', () => {
     const ck = Checkpoint.open(writeDir());
     try {
       for (const fn of [() => ck.ffKey(2, 0), () => ck.ffKey(-1, 0), () => ck.ffKey(0, 64), () => ck.ffValue(0, 1.5), () => ck.ffValue(1, -1), () => ck.tokenEmbedding(100), () => ck.tokenEmbedding(-1)]) {
-        let err: unknown;
-        try {
-          fn();
-        } catch (e) {
-          err = e;
-        }
-        expect(err).toBeInstanceOf(SpError);
-        expect((err as SpError).code).toBe('OUT_OF_RANGE');
+        expectSpError(fn, 'OUT_OF_RANGE');
       }
     } finally {
       ck.close();
