@@ -37,8 +37,9 @@ const { exp, floor: mfloor, min } = Math;
  * kept), renormalised. With a filter active the ids come in descending probability; with none
  * (topK 0, topP 1) they stay in id order.
  *
- * Cost is O(vocab) per row: the k-th value and the top-p cut are located with a histogram over
- * the logit range, and only the few candidates at or above the boundary bucket are sorted.
+ * Cost is O(vocab) per row: the k-th value comes from a k-entry heap; the top-p cut is located
+ * with a histogram over the logit range, and only the few candidates at or above the boundary
+ * bucket are sorted.
  */
 export function samplingDistribution(logits: Float64Array, p: SamplingParams): { ids: number[]; probs: number[] } {
   const T = p.temperature;
@@ -54,10 +55,7 @@ export function samplingDistribution(logits: Float64Array, p: SamplingParams): {
   let n = 0;
   for (let i = 0; i < logits.length; i++) if (logits[i] >= floor) ids[n++] = i;
   ids = ids.subarray(0, n);
-  if (p.topK > 0 && p.topK < n) {
-    const kth = cutFromTop(logits, ids, floor, max, null, p.topK);
-    ids = keepFrom(logits, ids, kth);
-  }
+  if (p.topK > 0 && p.topK < n) ids = keepFrom(logits, ids, kthLargest(logits, ids, p.topK));
   if (p.topP < 1) {
     const w = new Float64Array(ids.length);
     let z = 0;
@@ -72,6 +70,37 @@ export function samplingDistribution(logits: Float64Array, p: SamplingParams): {
   return { ids: out, probs: w.map((x) => x / z) };
 }
 
+/** The k-th largest logit of `ids` (1 ≤ k ≤ ids.length), with a k-entry min-heap: one pass, O(V log k) worst case. */
+function kthLargest(logits: Float64Array, ids: Int32Array, k: number): number {
+  const h = new Float64Array(k);
+  let n = 0;
+  for (let r = 0; r < ids.length; r++) {
+    const v = logits[ids[r]];
+    if (n < k) {
+      let i = n++; // sift up
+      while (i > 0) {
+        const parent = (i - 1) >> 1;
+        if (h[parent] <= v) break;
+        h[i] = h[parent];
+        i = parent;
+      }
+      h[i] = v;
+    } else if (v > h[0]) {
+      let i = 0; // replace the minimum, sift down
+      for (;;) {
+        let c = 2 * i + 1;
+        if (c >= k) break;
+        if (c + 1 < k && h[c + 1] < h[c]) c++;
+        if (h[c] >= v) break;
+        h[i] = h[c];
+        i = c;
+      }
+      h[i] = v;
+    }
+  }
+  return h[0];
+}
+
 /** The ids whose logit is ≥ cut (order kept). */
 function keepFrom(logits: Float64Array, ids: Int32Array, cut: number): Int32Array {
   let n = 0;
@@ -84,18 +113,17 @@ const BUCKETS = 4096;
 
 /**
  * The largest value c such that the tokens with logit ≥ c carry at least `need`, summing their
- * weights (`w[r]` for ids[r]; 1 each when null, which makes c the need-th largest logit) from the
- * top down. A histogram over [lo, hi] finds the boundary bucket; only tokens from it upwards are
+ * weights (`w[r]` for ids[r]) from the top down (the top-p cut). A histogram over [lo, hi] finds the boundary bucket; only tokens from it upwards are
  * sorted.
  */
-function cutFromTop(logits: Float64Array, ids: Int32Array, lo: number, hi: number, w: Float64Array | null, need: number): number {
+function cutFromTop(logits: Float64Array, ids: Int32Array, lo: number, hi: number, w: Float64Array, need: number): number {
   const scale = hi > lo ? BUCKETS / (hi - lo) : 0;
   const bucket = new Int32Array(ids.length);
   const mass = new Float64Array(BUCKETS);
   for (let r = 0; r < ids.length; r++) {
     const b = min(BUCKETS - 1, mfloor((logits[ids[r]] - lo) * scale));
     bucket[r] = b;
-    mass[b] += w ? w[r] : 1;
+    mass[b] += w[r];
   }
   let acc = 0;
   let b = BUCKETS - 1;
@@ -108,7 +136,7 @@ function cutFromTop(logits: Float64Array, ids: Int32Array, lo: number, hi: numbe
   top.sort((x, y) => logits[ids[y]] - logits[ids[x]]);
   let cum = 0;
   for (const r of top) {
-    cum += w ? w[r] : 1;
+    cum += w[r];
     if (cum >= need) return logits[ids[r]];
   }
   return logits[ids[top[top.length - 1]]]; // rounding left the sum a hair short: keep them all

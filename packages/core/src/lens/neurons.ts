@@ -55,7 +55,7 @@ export function topNeurons(model: GPT2, input: ModelInput, opts: TopNeuronsOptio
     const post = tf.reshape(tf.stack(hooks.map((h) => captured.get(h)!), 2), [-1, L * m]); // [b·s, L·m]
     const coefs = tf.gather(post, tf.tensor1d(cells.map((p, b) => b * s + p), 'int32')); // [B, L·m]
     // ‖v_j‖ for every neuron of the searched layers: row norms of c_proj [m, d]
-    const norms = tf.reshape(tf.stack(layers.map((l) => tf.norm(model.weights.blocks[l].wproj, 'euclidean', 1))), [1, L * m]);
+    const norms = tf.tensor2d(concat(layers.map((l) => model.weights.blocks[l].proj.rowNorms())), [1, L * m]);
     const scores = tf.mul(coefs, norms); // [B, L·m]
     const { indices } = tf.topk(tf.abs(scores), k); // [B, k]
     const flat = tf.add(indices, tf.mul(tf.reshape(tf.range(0, B, 1, 'int32'), [B, 1]), tf.scalar(L * m, 'int32'))); // into [B·L·m]
@@ -69,7 +69,7 @@ export function topNeurons(model: GPT2, input: ModelInput, opts: TopNeuronsOptio
   const values = which.map((w) => model.ffValue(w.layer, w.index));
   const [tokIds, tokLogits] = tidy(() => {
     const vmat = tf.tensor2d(values.flatMap((v) => Array.from(v)), [values.length, model.config.dModel]);
-    const { values: top, indices } = tf.topk(tf.matMul(vmat, model.weights.wteT), nTok); // [B·k, nTok]
+    const { values: top, indices } = tf.topk(model.weights.unembed.apply(vmat), nTok); // [B·k, nTok]
     return [indices.dataSync(), top.dataSync()] as const;
   });
 
@@ -92,4 +92,10 @@ export function topNeurons(model: GPT2, input: ModelInput, opts: TopNeuronsOptio
     return { model: model.name, ids, tokens: ids.map(name), position, neurons };
   });
   return isBatch(input) ? results : results[0];
+}
+
+function concat(parts: Float32Array[]): Float32Array {
+  const out = new Float32Array(parts.reduce((n, p) => n + p.length, 0));
+  parts.reduce((o, p) => (out.set(p, o), o + p.length), 0);
+  return out;
 }

@@ -51,16 +51,8 @@ export interface ForwardOutput {
 // LayerNorm and gelu_new are single fused kernels on wasm/cpu (backend/kernels.ts).
 export { layerNorm, geluNew };
 
-/** x [b, s, k] @ w [k, n] + bias → [b, s, n] via a 2-D matmul (one kernel call). */
-function linear(x: tfc.Tensor, w: tfc.Tensor2D, bias?: tfc.Tensor1D): tfc.Tensor {
-  const [b, s, k] = x.shape;
-  // fused.matMul adds the bias inside the matmul kernel (XNNPACK fully-connected on wasm).
-  const y = tf.fused.matMul({ a: tf.reshape(x, [b * s, k]) as tfc.Tensor2D, b: w, bias });
-  return tf.reshape(y, [b, s, w.shape[1]]);
-}
-
 export function unembed(w: DeviceWeights, x: tfc.Tensor): tfc.Tensor3D {
-  return linear(x, w.wteT) as tfc.Tensor3D; // [b, s, V]
+  return w.unembed.apply(x) as tfc.Tensor3D; // [b, s, V]
 }
 
 export function forward(cfg: GPT2Config, w: DeviceWeights, inp: ForwardInput): ForwardOutput {
@@ -73,7 +65,7 @@ export function forward(cfg: GPT2Config, w: DeviceWeights, inp: ForwardInput): F
 
   // ---- embeddings ----
   const flatIds = tf.reshape(inp.ids, [b * s]);
-  const tokEmb = tf.reshape(tf.transpose(tf.gather(w.wteT, flatIds, 1)), [b, s, d]); // [b, s, d]
+  const tokEmb = tf.reshape(w.unembed.outputWeights(flatIds as tfc.Tensor1D), [b, s, d]); // [b, s, d] (tied: W_E = W_Uᵀ)
   const embed = hook('hook_embed', patch('hook_embed', tokEmb));
   const posIds = inp.positionIds ?? tf.add(tf.range(pastLen, T, 1, 'int32'), tf.zeros([b, s], 'int32'));
   const posEmbed = hook('hook_pos_embed', tf.reshape(tf.gather(w.wpe, tf.reshape(posIds, [b * s])), [b, s, d]));
@@ -95,7 +87,7 @@ export function forward(cfg: GPT2Config, w: DeviceWeights, inp: ForwardInput): F
 
     // ---- attention ----
     const ln1 = hook(p + 'ln1.hook_normalized', layerNorm(resid, bw.ln1w, bw.ln1b, eps));
-    const qkv = linear(ln1, bw.wqkv, bw.bqkv); // [b, s, 3d]
+    const qkv = bw.qkv.apply(ln1); // [b, s, 3d]
     const [q0, k0, v0] = tf.split(qkv, 3, -1);
     const heads = (t: tfc.Tensor) => tf.reshape(t, [b, s, h, dh]);
     const q = toHeads(hook(p + 'attn.hook_q', heads(q0))); // [b, h, s, dh]
@@ -109,14 +101,14 @@ export function forward(cfg: GPT2Config, w: DeviceWeights, inp: ForwardInput): F
     scores = hook(p + 'attn.hook_attn_scores', bias ? tf.add(scores, bias) : scores);
     const pattern = hook(p + 'attn.hook_pattern', tf.softmax(scores)); // [b, h, s, T]
     const z = hook(p + 'attn.hook_z', fromHeads(tf.matMul(pattern, v))); // [b, s, h, dh]
-    const attnOut = hook(p + 'hook_attn_out', linear(tf.reshape(z, [b, s, d]), bw.wo, bw.bo)); // [b, s, d]
+    const attnOut = hook(p + 'hook_attn_out', bw.o.apply(tf.reshape(z, [b, s, d]))); // [b, s, d]
     resid = hook(p + 'hook_resid_mid', tf.add(resid, attnOut));
 
     // ---- MLP: pre = FF key activations, post = gelu(pre), out = post @ FF values ----
     const ln2 = hook(p + 'ln2.hook_normalized', layerNorm(resid, bw.ln2w, bw.ln2b, eps));
-    const pre = hook(p + 'mlp.hook_pre', linear(ln2, bw.wfc, bw.bfc)); // [b, s, m]
+    const pre = hook(p + 'mlp.hook_pre', bw.fc.apply(ln2)); // [b, s, m]
     const post = hook(p + 'mlp.hook_post', geluNew(pre)); // [b, s, m]
-    const mlpOut = hook(p + 'hook_mlp_out', linear(post, bw.wproj, bw.bproj)); // [b, s, d]
+    const mlpOut = hook(p + 'hook_mlp_out', bw.proj.apply(post)); // [b, s, d]
     resid = hook(p + 'hook_resid_post', tf.add(resid, mlpOut));
   }
 

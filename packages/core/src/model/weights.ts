@@ -3,23 +3,36 @@ import fs from 'node:fs';
 import type * as tfc from '@tensorflow/tfjs-core';
 import { tf } from '../backend/index.js';
 import type { Checkpoint } from '../weights/checkpoint.js';
+import { Arena, gemmSupported, padK } from '../backend/gemm/arena.js';
 import type { GPT2Config } from './config.js';
+import { PackedLinear, TensorLinear, type Linear } from './linear.js';
 
 export interface BlockWeights {
   ln1w: tfc.Tensor1D; ln1b: tfc.Tensor1D;
-  wqkv: tfc.Tensor2D; bqkv: tfc.Tensor1D; // [d_model, 3*d_model], columns q|k|v
-  wo: tfc.Tensor2D; bo: tfc.Tensor1D; //     [d_model, d_model]
+  qkv: Linear; //  c_attn:  [d_model → 3*d_model], outputs q|k|v
+  o: Linear; //    c_proj:  [d_model → d_model]
   ln2w: tfc.Tensor1D; ln2b: tfc.Tensor1D;
-  wfc: tfc.Tensor2D; bfc: tfc.Tensor1D; //   [d_model, d_mlp]  (FF keys are its columns)
-  wproj: tfc.Tensor2D; bproj: tfc.Tensor1D; // [d_mlp, d_model] (FF values are its rows)
+  fc: Linear; //   c_fc:    [d_model → d_mlp]  (FF keys are the columns of its W)
+  proj: Linear; // c_proj:  [d_mlp → d_model]  (FF values are the rows of its W)
 }
 
 export interface DeviceWeights {
-  /** Token embedding stored transposed, [d_model, d_vocab]: the unembedding (tied) is then a plain x @ W, several times faster on wasm than x @ Wᵀ. */
-  wteT: tfc.Tensor2D;
+  /** The tied unembedding W_U = W_Eᵀ, [d_model → d_vocab]; token embeddings are its output weights. */
+  unembed: Linear;
   wpe: tfc.Tensor2D; // [n_ctx, d_model]
   blocks: BlockWeights[];
   lnfw: tfc.Tensor1D; lnfb: tfc.Tensor1D;
+  /** Owner of the packed matrices (wasm/cpu), released by disposeWeights. */
+  arena?: Arena;
+}
+
+/**
+ * Big matrices in an Arena for sp's kernel on the wasm and cpu backends; $SP_MATMUL=tfjs keeps them
+ * as tfjs tensors (XNNPACK), e.g. to compare.
+ */
+export function usePackedMatmul(): boolean {
+  if (process.env.SP_MATMUL === 'tfjs') return false;
+  return (tf.getBackend() === 'wasm' || tf.getBackend() === 'cpu') && gemmSupported();
 }
 
 interface WasmHeapBackend {
@@ -43,8 +56,13 @@ class Uploader {
     this.heap = tf.getBackend() === 'wasm' && LITTLE_ENDIAN ? (tf.backend() as unknown as WasmHeapBackend) : undefined;
   }
 
+  /** F32 data in a little-endian process: file bytes are the floats, read them in place. */
+  private fileF32(name: string): boolean {
+    return LITTLE_ENDIAN && this.ckpt.info(name).dtype === 'F32';
+  }
+
   private direct(name: string): boolean {
-    return this.heap !== undefined && this.ckpt.info(name).dtype === 'F32';
+    return this.heap !== undefined && this.fileF32(name);
   }
 
   private readInto(name: string, dst: Uint8Array, offset = 0): void {
@@ -55,6 +73,67 @@ class Uploader {
       const n = fs.readSync(this.fd, dst, done, dst.byteLength - done, t.begin + offset + done);
       if (n === 0) throw new Error(`${this.ckpt.file.path}: unexpected end of file in ${name}`);
       done += n;
+    }
+  }
+
+  /** A [rows, cols] tensor as float32 row blocks of ~8 MB (F32 files: read in place; others: decoded whole). */
+  private *rowBlocks(name: string, rows: number, cols: number): Generator<{ r0: number; nr: number; src: Float32Array }> {
+    if (!this.fileF32(name)) {
+      yield { r0: 0, nr: rows, src: this.ckpt.read(name) };
+      return;
+    }
+    const chunkRows = Math.max(1, Math.floor((8 << 20) / (4 * cols)));
+    const scratch = new Float32Array(Math.min(rows, chunkRows) * cols);
+    for (let r0 = 0; r0 < rows; r0 += chunkRows) {
+      const nr = Math.min(chunkRows, rows - r0);
+      const src = scratch.subarray(0, nr * cols);
+      this.readInto(name, new Uint8Array(src.buffer, 0, src.byteLength), r0 * cols * 4);
+      yield { r0, nr, src };
+    }
+  }
+
+  /** Copies a [rows, cols] tensor into `dst` transposed: dst[at + c·stride + r] = t[r, c] (32×32 blocks, cache-friendly). */
+  copyTransposed(name: string, rows: number, cols: number, dst: Float32Array, at: number, stride: number): void {
+    for (const { r0, nr, src } of this.rowBlocks(name, rows, cols)) {
+      for (let rb = 0; rb < nr; rb += 32) {
+        const re = Math.min(nr, rb + 32);
+        for (let cb = 0; cb < cols; cb += 32) {
+          const ce = Math.min(cols, cb + 32);
+          for (let c = cb; c < ce; c++) {
+            const o = at + c * stride + r0;
+            for (let r = rb; r < re; r++) dst[o + r] = src[r * cols + c];
+          }
+        }
+      }
+    }
+  }
+
+  /**
+   * Copies a [rows, cols] tensor into the arena transposed, at byte address `dst` with `stride`
+   * floats per row: F32 row blocks are read into the arena's scratch and transposed by wasm code.
+   */
+  packTransposed(name: string, rows: number, cols: number, arena: Arena, dst: number, stride: number): void {
+    if (!this.fileF32(name)) {
+      this.copyTransposed(name, rows, cols, arena.f32(), dst / 4, stride);
+      return;
+    }
+    const chunkRows = Math.max(1, Math.floor((8 << 20) / (4 * cols)));
+    for (let r0 = 0; r0 < rows; r0 += chunkRows) {
+      const nr = Math.min(chunkRows, rows - r0);
+      const src = arena.scratch(nr * cols * 4);
+      this.readInto(name, new Uint8Array(arena.memory.buffer, src, nr * cols * 4), r0 * cols * 4);
+      arena.transpose(src, dst + r0 * 4, nr, cols, stride);
+    }
+  }
+
+  /** Copies a [rows, cols] tensor into `dst` row by row: dst[at + r·stride + c] = t[r, c]. */
+  copyRows(name: string, rows: number, cols: number, dst: Float32Array, at: number, stride: number): void {
+    if (stride === cols && this.fileF32(name)) {
+      this.readInto(name, new Uint8Array(dst.buffer, dst.byteOffset + at * 4, rows * cols * 4));
+      return;
+    }
+    for (const { r0, nr, src } of this.rowBlocks(name, rows, cols)) {
+      for (let r = 0; r < nr; r++) dst.set(src.subarray(r * cols, (r + 1) * cols), at + (r0 + r) * stride);
     }
   }
 
@@ -77,7 +156,7 @@ class Uploader {
     return t;
   }
 
-  /** A [rows, cols] matrix stored transposed, [cols, rows], transposing in row chunks (small scratch). */
+  /** A [rows, cols] matrix as a tfjs tensor stored transposed, [cols, rows]. */
   transposed(name: string, rows: number, cols: number): tfc.Tensor2D {
     if (!this.direct(name)) {
       const m = tf.tensor2d(this.ckpt.read(name), [rows, cols]);
@@ -88,18 +167,7 @@ class Uploader {
     const { info, view } = this.alloc([cols, rows]);
     const t = tf.engine().makeTensorFromTensorInfo(info) as tfc.Tensor2D;
     try {
-      const chunkRows = Math.max(1, Math.floor((8 << 20) / (4 * cols))); // ~8 MB of source rows at a time
-      const scratch = new Float32Array(chunkRows * cols);
-      for (let r0 = 0; r0 < rows; r0 += chunkRows) {
-        const nr = Math.min(chunkRows, rows - r0);
-        const src = scratch.subarray(0, nr * cols);
-        this.readInto(name, new Uint8Array(src.buffer, 0, src.byteLength), r0 * cols * 4);
-        // dst[c, r0 + i] = src[i, c]: each destination row gets a contiguous run of nr values.
-        for (let c = 0; c < cols; c++) {
-          const o = c * rows + r0;
-          for (let i = 0; i < nr; i++) view[o + i] = src[i * cols + c];
-        }
-      }
+      this.copyTransposed(name, rows, cols, view, 0, rows);
     } catch (e) {
       t.dispose();
       throw e;
@@ -123,28 +191,32 @@ class Uploader {
 }
 
 export function uploadWeights(ckpt: Checkpoint): DeviceWeights {
-  const c: GPT2Config = ckpt.config;
   const up = new Uploader(ckpt);
   const made: tfc.Tensor[] = [];
   const keep = <T extends tfc.Tensor>(t: T): T => (made.push(t), t);
-  const t1 = (n: string) => keep(up.tensor<tfc.Tensor1D>(n, [ckpt.info(n).shape[0]]));
-  const t2 = (n: string, r: number, k: number) => keep(up.tensor<tfc.Tensor2D>(n, [r, k]));
+  const small = {
+    t1: (n: string) => keep(up.tensor<tfc.Tensor1D>(n, [ckpt.info(n).shape[0]])),
+    t2: (n: string, r: number, k: number) => keep(up.tensor<tfc.Tensor2D>(n, [r, k])),
+  };
+  let arena: Arena | undefined;
   try {
-    up.reserve(ckpt.parameterBytes);
-    const wteT = keep(up.transposed('wte.weight', c.dVocab, c.dModel));
-    const blocks: BlockWeights[] = [];
-    for (let i = 0; i < c.nLayer; i++) {
-      const p = `h.${i}.`;
-      blocks.push({
-        ln1w: t1(p + 'ln_1.weight'), ln1b: t1(p + 'ln_1.bias'),
-        wqkv: t2(p + 'attn.c_attn.weight', c.dModel, 3 * c.dModel), bqkv: t1(p + 'attn.c_attn.bias'),
-        wo: t2(p + 'attn.c_proj.weight', c.dModel, c.dModel), bo: t1(p + 'attn.c_proj.bias'),
-        ln2w: t1(p + 'ln_2.weight'), ln2b: t1(p + 'ln_2.bias'),
-        wfc: t2(p + 'mlp.c_fc.weight', c.dModel, c.dMlp), bfc: t1(p + 'mlp.c_fc.bias'),
-        wproj: t2(p + 'mlp.c_proj.weight', c.dMlp, c.dModel), bproj: t1(p + 'mlp.c_proj.bias'),
-      });
+    let linears: Linears;
+    if (usePackedMatmul()) {
+      arena = new Arena(packedBytes(ckpt.config));
+      linears = packedLinears(ckpt, up, arena);
+    } else {
+      up.reserve(ckpt.parameterBytes);
+      linears = tensorLinears(ckpt, up, small.t1, keep);
     }
-    return { wteT, wpe: t2('wpe.weight', c.nCtx, c.dModel), blocks, lnfw: t1('ln_f.weight'), lnfb: t1('ln_f.bias') };
+    const c = ckpt.config;
+    const blocks = linears.blocks.map((l, i): BlockWeights => {
+      const p = `h.${i}.`;
+      return {
+        ln1w: small.t1(p + 'ln_1.weight'), ln1b: small.t1(p + 'ln_1.bias'), qkv: l.qkv, o: l.o,
+        ln2w: small.t1(p + 'ln_2.weight'), ln2b: small.t1(p + 'ln_2.bias'), fc: l.fc, proj: l.proj,
+      };
+    });
+    return { unembed: linears.unembed, wpe: small.t2('wpe.weight', c.nCtx, c.dModel), blocks, lnfw: small.t1('ln_f.weight'), lnfb: small.t1('ln_f.bias'), arena };
   } catch (e) {
     tf.dispose(made);
     throw e;
@@ -153,6 +225,70 @@ export function uploadWeights(ckpt: Checkpoint): DeviceWeights {
   }
 }
 
+interface Linears {
+  unembed: Linear;
+  blocks: { qkv: Linear; o: Linear; fc: Linear; proj: Linear }[];
+}
+
+/** Each block's (c_attn, attn.c_proj, c_fc, mlp.c_proj) as [name, in, out]. */
+function blockMatrices(c: GPT2Config, i: number): [string, number, number][] {
+  const p = `h.${i}.`;
+  return [
+    [p + 'attn.c_attn', c.dModel, 3 * c.dModel],
+    [p + 'attn.c_proj', c.dModel, c.dModel],
+    [p + 'mlp.c_fc', c.dModel, c.dMlp],
+    [p + 'mlp.c_proj', c.dMlp, c.dModel],
+  ];
+}
+
+const aligned = (bytes: number) => Math.ceil(bytes / 64) * 64;
+
+/** Arena bytes for the packed matrices and biases (see Arena.alloc's alignment). */
+function packedBytes(c: GPT2Config): number {
+  let bytes = aligned(c.dVocab * padK(c.dModel) * 4);
+  for (let i = 0; i < c.nLayer; i++) {
+    for (const [, k, n] of blockMatrices(c, i)) bytes += aligned(n * padK(k) * 4) + aligned(n * 4);
+  }
+  return bytes;
+}
+
+function packedLinears(ckpt: Checkpoint, up: Uploader, arena: Arena): Linears {
+  const c = ckpt.config;
+  const wte = arena.alloc(c.dVocab * padK(c.dModel) * 4);
+  up.copyRows('wte.weight', c.dVocab, c.dModel, arena.f32(), wte / 4, padK(c.dModel)); // [V, d] is already [out, in]
+  const conv1d = ([name, k, n]: [string, number, number]): Linear => {
+    const w = arena.alloc(n * padK(k) * 4);
+    up.packTransposed(name + '.weight', k, n, arena, w, padK(k)); // [in, out] → [out, in]
+    const b = arena.alloc(n * 4);
+    up.copyRows(name + '.bias', 1, n, arena.f32(), b / 4, n);
+    return new PackedLinear(arena, w, b, k, n);
+  };
+  return {
+    unembed: new PackedLinear(arena, wte, 0, c.dModel, c.dVocab),
+    blocks: Array.from({ length: c.nLayer }, (_, i) => {
+      const [qkv, o, fc, proj] = blockMatrices(c, i).map(conv1d);
+      return { qkv, o, fc, proj };
+    }),
+  };
+}
+
+function tensorLinears(ckpt: Checkpoint, up: Uploader, t1: (n: string) => tfc.Tensor1D, keep: <T extends tfc.Tensor>(t: T) => T): Linears {
+  const c = ckpt.config;
+  const conv1d = ([name, k, n]: [string, number, number]): Linear =>
+    new TensorLinear(keep(up.tensor<tfc.Tensor2D>(name + '.weight', [k, n])), t1(name + '.bias'));
+  // Stored transposed, [d_model, d_vocab]: x @ W is several times faster on wasm than x @ Wᵀ.
+  const wteT = keep(up.transposed('wte.weight', c.dVocab, c.dModel));
+  return {
+    unembed: new TensorLinear(wteT),
+    blocks: Array.from({ length: c.nLayer }, (_, i) => {
+      const [qkv, o, fc, proj] = blockMatrices(c, i).map(conv1d);
+      return { qkv, o, fc, proj };
+    }),
+  };
+}
+
 export function disposeWeights(w: DeviceWeights): void {
-  tf.dispose([w.wteT, w.wpe, w.lnfw, w.lnfb, ...w.blocks.flatMap((b) => Object.values(b))]);
+  tf.dispose([w.wpe, w.lnfw, w.lnfb, ...w.blocks.flatMap((b) => [b.ln1w, b.ln1b, b.ln2w, b.ln2b])]);
+  for (const l of [w.unembed, ...w.blocks.flatMap((b) => [b.qkv, b.o, b.fc, b.proj])]) l.dispose();
+  w.arena = undefined; // the memory goes when the last reference does (workers are told by the pool)
 }

@@ -25,11 +25,11 @@ export interface EmbeddingProjection {
 /** Top-k of v·Eᵀ, raw and with normalised embeddings. `vector`: [d_model]. */
 export function embeddingProjection(model: GPT2, vector: ArrayLike<number>, k = 20): EmbeddingProjection {
   const [raw, norm] = tidy(() => {
-    const wteT = model.weights.wteT; // [d, V]
+    const W_U = model.weights.unembed; // [d → V], tied to the token embeddings
     const v = tf.tensor2d(Float32Array.from(vector), [1, vector.length]);
-    const scores = tf.matMul(v, wteT).reshape([-1]) as tfc.Tensor1D; // [V]
-    const colNorms = tf.sqrt(tf.sum(tf.square(wteT), 0)); // [V]
-    return [scores, tf.div(scores, tf.maximum(colNorms, 1e-12))];
+    const scores = W_U.apply(v).reshape([-1]) as tfc.Tensor1D; // [V]
+    const embNorms = tf.tensor1d(W_U.colNorms()); // ‖E_i‖, [V]
+    return [scores, tf.div(scores, tf.maximum(embNorms, 1e-12))];
   });
   const rawData = raw.dataSync() as Float32Array;
   const normData = norm.dataSync() as Float32Array;

@@ -1,0 +1,146 @@
+/**
+ * WebAssembly text of sp's matrix kernel (wasm SIMD128, shared memory for worker threads):
+ *
+ *   gemm(W, x, y, bias, Kp, N, n0, n1, m0, m1):
+ *     y[m, n] = bias[n] + Σ_k x[m, k] · W[n, k]     for n in [n0, n1), m in [m0, m1)
+ *
+ * W is [N, Kp] (the weight stored as "out × in", each output's weights contiguous), x is [M, Kp],
+ * y is [M, N]; all byte addresses into the imported memory, Kp a multiple of 16 (rows zero-padded),
+ * bias 0 for none. Every weight row is read once per call and used for 4 input rows at a time, so a
+ * batch shares the weight traffic; a block of 4 input rows keeps 8 partial sums in registers.
+ * Every output is summed in the same order whatever block it is computed in: a row's result does not
+ * depend on the batch it came in (batch invariance, bit for bit).
+ *
+ *   transpose(src, dst, rows, cols, stride): see TRANSPOSE below.
+ *
+ * Generated (not hand-written) because the unrolled bodies are long; scripts/build-gemm-wasm.mjs
+ * assembles it with wabt into src/backend/gemm/wasm-binary.ts.
+ */
+export function gemmWat() {
+  return `(module
+ (import "env" "mem" (memory 1 65536 shared))
+ (func (export "gemm") (param $W i32) (param $x i32) (param $y i32) (param $bias i32) (param $Kp i32) (param $N i32)
+   (param $n0 i32) (param $n1 i32) (param $m0 i32) (param $m1 i32)
+  (local $n i32) (local $m i32) (local $kk i32) (local $kb i32)
+  ${locals()}
+  (local.set $kb (i32.shl (local.get $Kp) (i32.const 2)))
+  (local.set $n (local.get $n0))
+${indent(nLoop(1), 2)}
+ )
+${TRANSPOSE}
+)
+`;
+}
+
+const NB_MAX = 1; // weight rows per block (pairs were no faster: the inputs are re-read from L1 anyway)
+const ACC = 2; // accumulators per output: even and odd 4-float groups, to hide the add latency
+const MB_MAX = 4; // input rows per block
+
+function locals() {
+  const l = [];
+  for (let j = 0; j < NB_MAX; j++) l.push(`(local $w${j} i32) (local $b${j} f32) (local $vw${j} v128)`);
+  for (let i = 0; i < MB_MAX; i++) l.push(`(local $x${i} i32) (local $vx${i} v128)`);
+  for (let j = 0; j < NB_MAX; j++) for (let i = 0; i < MB_MAX; i++) for (let q = 0; q < ACC; q++) l.push(`(local $a${j}${i}${q} v128)`);
+  return l.join(' ');
+}
+
+const get = (v) => `(local.get $${v})`;
+const add = (a, b) => `(i32.add ${a} ${b})`;
+const c32 = (v) => `(i32.const ${v})`;
+const hsum = (v) => `(f32.add (f32.add (f32x4.extract_lane 0 ${v}) (f32x4.extract_lane 1 ${v})) (f32.add (f32x4.extract_lane 2 ${v}) (f32x4.extract_lane 3 ${v})))`;
+
+/** Weight rows NB at a time while NB fit in [n, n1); for each, every input row. */
+function nLoop(NB) {
+  const setup = [];
+  for (let j = 0; j < NB; j++) {
+    const n = add(get('n'), c32(j));
+    setup.push(`(local.set $w${j} ${add(get('W'), `(i32.mul ${n} ${get('kb')})`)})`);
+    setup.push(`(local.set $b${j} (if (result f32) ${get('bias')} (then (f32.load ${add(get('bias'), `(i32.shl ${n} ${c32(2)})`)})) (else (f32.const 0))))`);
+  }
+  // Pairs of weight rows only pay off with several input rows: a lone row streams faster from one.
+  const skip = NB > 1 ? `\n (br_if $nd${NB} (i32.lt_u (i32.sub ${get('m1')} ${get('m0')}) ${c32(MB_MAX)}))` : '';
+  return `(block $nd${NB} (loop $nl${NB}${skip}
+ (br_if $nd${NB} (i32.gt_u ${add(get('n'), c32(NB))} ${get('n1')}))
+ ${setup.join('\n ')}
+ (local.set $m ${get('m0')})
+${indent(mLoop(NB, MB_MAX), 1)}
+${indent(mLoop(NB, 1), 1)}
+ (local.set $n ${add(get('n'), c32(NB))})
+ (br $nl${NB})))`;
+}
+
+/**
+ * Input rows MB at a time: each 4-float group of a weight row is loaded once and used for MB input
+ * rows (and each input group for NB weight rows). Each output's accumulators are filled in the same
+ * order for every block size: an output does not depend on the batch it is computed in.
+ */
+function mLoop(NB, MB) {
+  const body = [];
+  for (let u = 0; u < 4; u++) {
+    const off = u * 16;
+    for (let j = 0; j < NB; j++) body.push(`(local.set $vw${j} (v128.load offset=${off} ${add(get(`w${j}`), get('kk'))}))`);
+    for (let i = 0; i < MB; i++) body.push(`(local.set $vx${i} (v128.load offset=${off} ${add(get(`x${i}`), get('kk'))}))`);
+    const q = u % ACC;
+    for (let j = 0; j < NB; j++) for (let i = 0; i < MB; i++) body.push(`(local.set $a${j}${i}${q} (f32x4.add ${get(`a${j}${i}${q}`)} (f32x4.mul ${get(`vw${j}`)} ${get(`vx${i}`)})))`);
+  }
+  const pre = [], post = [];
+  for (let i = 0; i < MB; i++) pre.push(`(local.set $x${i} ${add(get('x'), `(i32.mul ${add(get('m'), c32(i))} ${get('kb')})`)})`);
+  for (let j = 0; j < NB; j++) for (let i = 0; i < MB; i++) {
+    for (let q = 0; q < ACC; q++) pre.push(`(local.set $a${j}${i}${q} (v128.const i32x4 0 0 0 0))`);
+    const at = add(get('y'), `(i32.shl ${add(`(i32.mul ${add(get('m'), c32(i))} ${get('N')})`, add(get('n'), c32(j)))} ${c32(2)})`);
+    post.push(`(f32.store ${at} (f32.add ${get(`b${j}`)} ${hsum(`(f32x4.add ${get(`a${j}${i}0`)} ${get(`a${j}${i}1`)})`)}))`);
+  }
+  const L = `${NB}${MB}`;
+  return `(block $md${L} (loop $ml${L}
+ (br_if $md${L} (i32.gt_u ${add(get('m'), c32(MB))} ${get('m1')}))
+ ${pre.join('\n ')}
+ (local.set $kk ${c32(0)})
+ (loop $kl${L}
+  ${body.join('\n  ')}
+  (local.set $kk ${add(get('kk'), c32(64))})
+  (br_if $kl${L} (i32.lt_u ${get('kk')} ${get('kb')})))
+ ${post.join('\n ')}
+ (local.set $m ${add(get('m'), c32(MB))})
+ (br $ml${L})))`;
+}
+
+function indent(text, n) {
+  const pad = ' '.repeat(n);
+  return text.split('\n').map((l) => pad + l).join('\n');
+}
+
+/**
+ * transpose(src, dst, rows, cols, stride): dst[c·stride + r] = src[r·cols + c] (floats, byte
+ * addresses), in 16×16 blocks so both sides stay in cache: loading turns HF's Conv1D [in, out]
+ * into the kernel's [out, in] about 5× faster than the same loop in JS.
+ */
+const TRANSPOSE = ` (func (export "transpose") (param $src i32) (param $dst i32) (param $rows i32) (param $cols i32) (param $stride i32)
+  (local $rb i32) (local $cb i32) (local $r i32) (local $c i32) (local $re i32) (local $ce i32)
+  (block $rdone (loop $rloop
+   (br_if $rdone (i32.ge_u (local.get $rb) (local.get $rows)))
+   (local.set $re (select (i32.add (local.get $rb) (i32.const 16)) (local.get $rows)
+     (i32.lt_u (i32.add (local.get $rb) (i32.const 16)) (local.get $rows))))
+   (local.set $cb (i32.const 0))
+   (block $cdone (loop $cloop
+    (br_if $cdone (i32.ge_u (local.get $cb) (local.get $cols)))
+    (local.set $ce (select (i32.add (local.get $cb) (i32.const 16)) (local.get $cols)
+      (i32.lt_u (i32.add (local.get $cb) (i32.const 16)) (local.get $cols))))
+    (local.set $c (local.get $cb))
+    (block $bdone (loop $bc
+     (br_if $bdone (i32.ge_u (local.get $c) (local.get $ce)))
+     (local.set $r (local.get $rb))
+     (block $idone (loop $br
+      (br_if $idone (i32.ge_u (local.get $r) (local.get $re)))
+      (f32.store
+       (i32.add (local.get $dst) (i32.shl (i32.add (i32.mul (local.get $c) (local.get $stride)) (local.get $r)) (i32.const 2)))
+       (f32.load (i32.add (local.get $src) (i32.shl (i32.add (i32.mul (local.get $r) (local.get $cols)) (local.get $c)) (i32.const 2)))))
+      (local.set $r (i32.add (local.get $r) (i32.const 1)))
+      (br $br)))
+     (local.set $c (i32.add (local.get $c) (i32.const 1)))
+     (br $bc)))
+    (local.set $cb (i32.add (local.get $cb) (i32.const 16)))
+    (br $cloop)))
+   (local.set $rb (i32.add (local.get $rb) (i32.const 16)))
+   (br $rloop)))
+ )`;
+

@@ -1,0 +1,199 @@
+/**
+ * Runs one gemm over worker threads plus the calling thread.
+ *
+ * The output is cut into tiles (rows of W × rows of x); every thread, the caller included, claims
+ * tiles from a shared counter until none are left. Nobody waits for a thread that was not
+ * scheduled: on a busy machine the caller simply does more of the tiles itself (XNNPACK's pool, by
+ * contrast, hands each thread a fixed share and waits for all of them at every op).
+ *
+ * A claim is one atomic add on a 64-bit word holding (job number, tile count, next tile), so a
+ * worker that wakes up late can never take a tile of one job with the tile count of another: the
+ * value it gets back says which job the tile belongs to, and that job cannot finish (nor its
+ * parameters change) until the tile is done.
+ */
+import os from 'node:os';
+import { MessageChannel, Worker, type MessagePort } from 'node:worker_threads';
+import { gemmModule, type Arena } from './arena.js';
+
+// Control block: one SharedArrayBuffer seen as BigInt64Array (word 0) and Int32Array (from index 2).
+const CLAIM = 0; //   BigInt64 word: job (bits 40+) | tiles (bits 20..39) | next tile (bits 0..19)
+const GEN = 2; //     Int32: job counter; idle workers sleep on it
+const DONE = 3; //    tiles finished in the current job
+const MSGS = 4; //    messages posted to workers so far (arena attach/detach)
+const FAILED = 5; //  set when a kernel call trapped
+const ARGS = 6; //    6..16: arena id, W, x, y, bias, Kp, N, M, tileM, tileN, tilesN
+const MAX_TILES = (1 << 20) - 1024; // the 20-bit counter also absorbs one overshoot claim per thread
+
+/** How long an idle worker spins before it sleeps (see workerMain). */
+const SPIN_MS = 1;
+
+export interface GemmJob {
+  W: number; x: number; y: number; bias: number;
+  Kp: number; N: number; M: number;
+}
+
+/**
+ * The worker's whole program, started with eval (so it works from the TypeScript sources under jest
+ * as well as from dist/). It must not refer to anything outside its own body: the control-block
+ * indices above are repeated as literals.
+ */
+function workerMain(): void {
+  /* eslint-disable @typescript-eslint/no-require-imports */
+  const { workerData, receiveMessageOnPort } = require('node:worker_threads');
+  const { module, sab, port, spinMs } = workerData as { module: WebAssembly.Module; sab: SharedArrayBuffer; port: MessagePort; spinMs: number };
+  const ctrl = new Int32Array(sab);
+  const claims = new BigInt64Array(sab, 0, 1);
+  type Fn = (...a: number[]) => void;
+  const kernels = new Map<number, Fn>();
+  let seen = 0;
+  const kernel = (arena: number): Fn | undefined => {
+    if (Atomics.load(ctrl, 4) !== seen) {
+      for (let m = receiveMessageOnPort(port); m; m = receiveMessageOnPort(port)) {
+        const msg = m.message as { attach?: number; memory?: WebAssembly.Memory; detach?: number };
+        seen++;
+        if (msg.attach !== undefined) kernels.set(msg.attach, new WebAssembly.Instance(module, { env: { mem: msg.memory! } }).exports.gemm as Fn);
+        if (msg.detach !== undefined) kernels.delete(msg.detach);
+      }
+    }
+    return kernels.get(arena);
+  };
+  let gen = 0;
+  for (;;) {
+    // Spin for up to spinMs (the next matmul of a decode step follows within tens of microseconds
+    // and a futex wake-up costs about as much), then sleep until woken.
+    const idleSince = performance.now();
+    for (let spins = 0; Atomics.load(ctrl, 2) === gen; spins++) {
+      if ((spins & 1023) === 1023 && performance.now() - idleSince > spinMs) {
+        Atomics.wait(ctrl, 2, gen);
+        spins = 0;
+      }
+    }
+    gen = Atomics.load(ctrl, 2);
+    for (;;) {
+      const c = Atomics.add(claims, 0, 1n);
+      const t = Number(c & 0xfffffn), tiles = Number((c >> 20n) & 0xfffffn);
+      if (t >= tiles) break;
+      // Tile t of the job whose parameters are in the block now (it cannot end before this tile).
+      const a = ctrl.slice(6, 17);
+      const [, W, x, y, bias, Kp, N, M, tileM, tileN, tilesN] = a;
+      const m0 = Math.floor(t / tilesN) * tileM, n0 = (t % tilesN) * tileN;
+      try {
+        kernel(a[0])!(W, x, y, bias, Kp, N, n0, Math.min(N, n0 + tileN), m0, Math.min(M, m0 + tileM));
+      } catch {
+        Atomics.store(ctrl, 5, 1); // a trap (or a missing arena): the caller reports it, and must not wait forever
+      }
+      if (Atomics.add(ctrl, 3, 1) + 1 === tiles) Atomics.notify(ctrl, 3);
+    }
+  }
+}
+
+/**
+ * Threads used for the kernel, the caller included: $SP_THREADS, else one per core (at most 8).
+ * Tiles are claimed dynamically, so extra threads cost little on a busy machine.
+ */
+let cores: number | undefined;
+export function gemmThreads(): number {
+  const env = Number(process.env.SP_THREADS);
+  cores ??= os.cpus().length || 1; // os.cpus() reads /proc: too slow to call per matmul
+  if (Number.isInteger(env) && env >= 1) return Math.min(env, 64);
+  return Math.max(1, Math.min(8, cores));
+}
+
+class Pool {
+  private readonly sab = new SharedArrayBuffer(32 * 4);
+  private readonly ctrl = new Int32Array(this.sab);
+  private readonly claims = new BigInt64Array(this.sab, 0, 1);
+  private job = 0;
+  private readonly ports: MessagePort[] = [];
+  private readonly attached = new Set<number>();
+  private readonly registry = new FinalizationRegistry<number>((id) => this.detach(id));
+
+  constructor(readonly workers: number) {
+    for (let i = 0; i < workers; i++) {
+      const { port1, port2 } = new MessageChannel();
+      const w = new Worker(`(${workerMain.toString()})()`, {
+        eval: true,
+        workerData: { module: gemmModule(), sab: this.sab, port: port2, spinMs: SPIN_MS },
+        transferList: [port2],
+      });
+      w.unref();
+      port1.unref();
+      this.ports.push(port1);
+    }
+  }
+
+  private post(msg: object): void {
+    for (const p of this.ports) p.postMessage(msg);
+    Atomics.add(this.ctrl, MSGS, 1);
+  }
+
+  private attach(arena: Arena): void {
+    if (this.attached.has(arena.id)) return;
+    this.attached.add(arena.id);
+    this.post({ attach: arena.id, memory: arena.memory });
+    this.registry.register(arena, arena.id);
+  }
+
+  /** The arena is gone: workers drop their instance (and so their reference to its memory). */
+  detach(id: number): void {
+    if (this.attached.delete(id)) this.post({ detach: id });
+  }
+
+  run(arena: Arena, j: GemmJob, tileM: number, tileN: number): void {
+    this.attach(arena);
+    const c = this.ctrl;
+    const tilesN = Math.ceil(j.N / tileN);
+    const tiles = Math.ceil(j.M / tileM) * tilesN;
+    if (tiles > MAX_TILES) throw new RangeError(`gemm: ${tiles} tiles, more than ${MAX_TILES}`);
+    c.set([arena.id, j.W, j.x, j.y, j.bias, j.Kp, j.N, j.M, tileM, tileN, tilesN], ARGS);
+    Atomics.store(c, DONE, 0);
+    this.job = (this.job + 1) % 2 ** 23;
+    Atomics.store(this.claims, CLAIM, (BigInt(this.job) << 40n) | (BigInt(tiles) << 20n)); // publishes the job
+    Atomics.add(c, GEN, 1);
+    Atomics.notify(c, GEN);
+    for (;;) {
+      const t = Number(Atomics.add(this.claims, CLAIM, 1n) & 0xfffffn);
+      if (t >= tiles) break;
+      const m0 = Math.floor(t / tilesN) * tileM;
+      const n0 = (t % tilesN) * tileN;
+      try {
+        arena.gemm(j.W, j.x, j.y, j.bias, j.Kp, j.N, n0, Math.min(j.N, n0 + tileN), m0, Math.min(j.M, m0 + tileM));
+      } catch {
+        Atomics.store(c, FAILED, 1); // finish the job's bookkeeping first: no worker may still be writing when we throw
+      }
+      Atomics.add(c, DONE, 1);
+    }
+    // Tiles another thread claimed and is still computing.
+    let spins = 0;
+    for (let d = Atomics.load(c, DONE); d < tiles; d = Atomics.load(c, DONE)) {
+      if (++spins > 2000) Atomics.wait(c, DONE, d, 5);
+    }
+    if (Atomics.exchange(c, FAILED, 0)) throw new RangeError('gemm: the kernel trapped (memory access out of bounds)');
+  }
+}
+
+// One pool per process, shared by every copy of this module (jest gives each test file its own).
+const POOL = Symbol.for('sp.gemm.pool');
+const g = globalThis as { [POOL]?: Pool };
+
+/** y = x·Wᵀ + bias over all threads (see GemmJob). Synchronous. */
+export function runGemm(arena: Arena, j: GemmJob): void {
+  const threads = gemmThreads();
+  // Tiles: a few per thread for one-row (decode) calls; for many rows, blocks whose weight rows
+  // (~128 KB) and input rows stay in cache while they are reused.
+  let tileM: number, tileN: number;
+  if (j.M <= 8) {
+    tileM = j.M;
+    tileN = Math.max(16, Math.ceil(j.N / (threads * 16))); // small tiles: whoever is free takes the next
+  } else {
+    tileM = 32;
+    tileN = Math.max(8, Math.floor(131072 / (j.Kp * 4)));
+  }
+  const work = j.M * j.N * j.Kp;
+  if (threads === 1 || work < 1 << 16) {
+    arena.gemm(j.W, j.x, j.y, j.bias, j.Kp, j.N, 0, j.N, 0, j.M);
+    return;
+  }
+  g[POOL] ??= new Pool(threads - 1);
+  g[POOL].run(arena, j, tileM, tileN);
+}
