@@ -25,11 +25,13 @@ interface Options {
   backends: string[];
   repeats: number;
   quick: boolean;
+  /** Write the 6.4 GB random gpt2-xl checkpoint if missing and run it (see xl.ts). */
+  xl: boolean;
   out?: string;
 }
 
 function parseArgs(argv: string[]): Options {
-  const o: Options = { models: ['gpt2', 'gpt2-medium'], backends: ['wasm', 'wasm-2t', 'cpu'], repeats: 5, quick: false };
+  const o: Options = { models: ['gpt2', 'gpt2-medium'], backends: ['wasm', 'wasm-2t', 'cpu'], repeats: 5, quick: false, xl: false };
   for (let i = 0; i < argv.length; i++) {
     const a = argv[i];
     const next = () => {
@@ -42,9 +44,10 @@ function parseArgs(argv: string[]): Options {
     else if (a === '--repeats') o.repeats = Math.max(1, Number(next()));
     else if (a === '--out') o.out = next();
     else if (a === '--quick') o.quick = true;
+    else if (a === '--xl') o.xl = true;
     else if (a === '--') continue;
     else if (a === '--help' || a === '-h') {
-      process.stdout.write('usage: pnpm bench -- [--models gpt2,gpt2-medium] [--backends wasm,wasm-2t,cpu,tensorflow] [--repeats N] [--quick] [--out file.json]\n');
+      process.stdout.write('usage: pnpm bench -- [--models gpt2,gpt2-medium] [--backends wasm,wasm-2t,cpu,tensorflow] [--repeats N] [--quick] [--xl] [--out file.json]\n');
       process.exit(0);
     } else throw new Error(`unknown option ${a}`);
   }
@@ -243,7 +246,7 @@ async function main(): Promise<void> {
   }
   const nodeStartup = runNodeStartup(o.repeats);
   say('gpt2-xl: capacity analysis');
-  const xl = xlAnalysis();
+  const xl = xlAnalysis({ write: o.xl, log: say });
   const report: BenchReport = { date: new Date().toISOString(), nodeStartup, machine: { ...facts, loadavgEnd: os.loadavg().map((x) => Math.round(x * 100) / 100) }, options: o, models, xl };
   const md = table(report);
   process.stdout.write(md + '\n');

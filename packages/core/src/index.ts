@@ -5,6 +5,9 @@ export { makeConfig, PRESETS, PRESET_NAMES, type GPT2Config, type PresetName } f
 export { GPT2, type ModelInput, type EmbedOverride, type Injection, type ForwardOptions, type TokenBatch } from './model/gpt2.js';
 export { gpt2, openCheckpoint, type LoadOptions } from './model/load.js';
 export type { KVCache, Patch } from './model/forward.js';
+export { arenaCapacity, usePackedMatmul, type DeviceWeights, type BlockWeights } from './model/weights.js';
+export type { Linear } from './model/linear.js';
+export { gemmThreads } from './backend/gemm/pool.js';
 export { ActivationCache, hookNames, BLOCK_HOOKS, type HookFn, type HookPoint, type FwdHook, type HookFilter } from './hooks/index.js';
 export { GPT2Tokenizer } from './tokenizer/index.js';
 export { SafetensorsFile, encodeSafetensors, writeSafetensors, type DType, type TensorInfo, type TensorToWrite } from './weights/safetensors.js';

@@ -3,7 +3,7 @@ import fs from 'node:fs';
 import type * as tfc from '@tensorflow/tfjs-core';
 import { tf } from '../backend/index.js';
 import type { Checkpoint } from '../weights/checkpoint.js';
-import { Arena, gemmSupported, padK } from '../backend/gemm/arena.js';
+import { Arena, gemmSupported, padK, SCRATCH_BYTES } from '../backend/gemm/arena.js';
 import type { GPT2Config } from './config.js';
 import { PackedLinear, TensorLinear, type Linear } from './linear.js';
 
@@ -22,8 +22,8 @@ export interface DeviceWeights {
   wpe: tfc.Tensor2D; // [n_ctx, d_model]
   blocks: BlockWeights[];
   lnfw: tfc.Tensor1D; lnfb: tfc.Tensor1D;
-  /** Owner of the packed matrices (wasm/cpu), released by disposeWeights. */
-  arena?: Arena;
+  /** Owners of the packed matrices (wasm/cpu): one per ≤ 3.5 GiB, released by disposeWeights. */
+  arenas: Arena[];
 }
 
 /**
@@ -198,12 +198,11 @@ export function uploadWeights(ckpt: Checkpoint): DeviceWeights {
     t1: (n: string) => keep(up.tensor<tfc.Tensor1D>(n, [ckpt.info(n).shape[0]])),
     t2: (n: string, r: number, k: number) => keep(up.tensor<tfc.Tensor2D>(n, [r, k])),
   };
-  let arena: Arena | undefined;
+  const arenas: Arena[] = [];
   try {
     let linears: Linears;
     if (usePackedMatmul()) {
-      arena = new Arena(packedBytes(ckpt.config));
-      linears = packedLinears(ckpt, up, arena);
+      linears = packedLinears(ckpt, up, arenas);
     } else {
       up.reserve(ckpt.parameterBytes);
       linears = tensorLinears(ckpt, up, small.t1, keep);
@@ -216,7 +215,7 @@ export function uploadWeights(ckpt: Checkpoint): DeviceWeights {
         ln2w: small.t1(p + 'ln_2.weight'), ln2b: small.t1(p + 'ln_2.bias'), fc: l.fc, proj: l.proj,
       };
     });
-    return { unembed: linears.unembed, wpe: small.t2('wpe.weight', c.nCtx, c.dModel), blocks, lnfw: small.t1('ln_f.weight'), lnfb: small.t1('ln_f.bias'), arena };
+    return { unembed: linears.unembed, wpe: small.t2('wpe.weight', c.nCtx, c.dModel), blocks, lnfw: small.t1('ln_f.weight'), lnfb: small.t1('ln_f.bias'), arenas };
   } catch (e) {
     tf.dispose(made);
     throw e;
@@ -243,30 +242,61 @@ function blockMatrices(c: GPT2Config, i: number): [string, number, number][] {
 
 const aligned = (bytes: number) => Math.ceil(bytes / 64) * 64;
 
-/** Arena bytes for the packed matrices and biases (see Arena.alloc's alignment). */
-function packedBytes(c: GPT2Config): number {
-  let bytes = aligned(c.dVocab * padK(c.dModel) * 4);
-  for (let i = 0; i < c.nLayer; i++) {
-    for (const [, k, n] of blockMatrices(c, i)) bytes += aligned(n * padK(k) * 4) + aligned(n * 4);
-  }
-  return bytes;
+/**
+ * Weight bytes one arena takes: a wasm32 memory addresses 4 GiB, and each arena keeps room for its
+ * scratch. Models above this (gpt2-xl: 6.2 GB) are spread over several arenas, each matrix whole in
+ * one. $SP_ARENA_BYTES lowers it (tests exercise the split on tiny models).
+ */
+export function arenaCapacity(): number {
+  const env = Number(process.env.SP_ARENA_BYTES);
+  const max = 4 * 2 ** 30 - 2 * SCRATCH_BYTES - (1 << 20);
+  return env > 0 ? Math.min(env, max) : max;
 }
 
-function packedLinears(ckpt: Checkpoint, up: Uploader, arena: Arena): Linears {
+/** One packed matrix to load: where it comes from, its [in → out] shape, and its bias. */
+interface PackedItem {
+  name: string;
+  k: number;
+  n: number;
+  bias: boolean;
+  bytes: number;
+}
+
+function packedLinears(ckpt: Checkpoint, up: Uploader, arenas: Arena[]): Linears {
   const c = ckpt.config;
-  const wte = arena.alloc(c.dVocab * padK(c.dModel) * 4);
-  up.copyRows('wte.weight', c.dVocab, c.dModel, arena.f32(), wte / 4, padK(c.dModel)); // [V, d] is already [out, in]
-  const conv1d = ([name, k, n]: [string, number, number]): Linear => {
-    const w = arena.alloc(n * padK(k) * 4);
-    up.packTransposed(name + '.weight', k, n, arena, w, padK(k)); // [in, out] → [out, in]
-    const b = arena.alloc(n * 4);
-    up.copyRows(name + '.bias', 1, n, arena.f32(), b / 4, n);
-    return new PackedLinear(arena, w, b, k, n);
+  const item = (name: string, k: number, n: number, bias: boolean): PackedItem => ({ name, k, n, bias, bytes: aligned(n * padK(k) * 4) + (bias ? aligned(n * 4) : 0) });
+  const wteItem = item('wte', c.dModel, c.dVocab, false);
+  const blockItems = Array.from({ length: c.nLayer }, (_, i) => blockMatrices(c, i).map(([name, k, n]) => item(name, k, n, true)));
+  // Fill arenas in load order, opening a new one when the next matrix would not fit.
+  const capacity = arenaCapacity();
+  const plan: PackedItem[][] = [];
+  for (const it of [wteItem, ...blockItems.flat()]) {
+    const last = plan.at(-1);
+    if (last && last.reduce((b, x) => b + x.bytes, 0) + it.bytes <= capacity) last.push(it);
+    else plan.push([it]);
+  }
+  const home = new Map<PackedItem, Arena>();
+  for (const group of plan) {
+    const arena = new Arena(group.reduce((b, x) => b + x.bytes, 0));
+    arenas.push(arena);
+    for (const it of group) home.set(it, arena);
+  }
+  const load = (it: PackedItem): Linear => {
+    const arena = home.get(it)!;
+    const w = arena.alloc(it.n * padK(it.k) * 4);
+    if (it === wteItem) {
+      up.copyRows('wte.weight', it.n, it.k, arena.f32(), w / 4, padK(it.k)); // [V, d] is already [out, in]
+      return new PackedLinear(arena, w, 0, it.k, it.n);
+    }
+    up.packTransposed(it.name + '.weight', it.k, it.n, arena, w, padK(it.k)); // Conv1D [in, out] → [out, in]
+    const b = arena.alloc(it.n * 4);
+    up.copyRows(it.name + '.bias', 1, it.n, arena.f32(), b / 4, it.n);
+    return new PackedLinear(arena, w, b, it.k, it.n);
   };
   return {
-    unembed: new PackedLinear(arena, wte, 0, c.dModel, c.dVocab),
-    blocks: Array.from({ length: c.nLayer }, (_, i) => {
-      const [qkv, o, fc, proj] = blockMatrices(c, i).map(conv1d);
+    unembed: load(wteItem),
+    blocks: blockItems.map((items) => {
+      const [qkv, o, fc, proj] = items.map(load);
       return { qkv, o, fc, proj };
     }),
   };
@@ -290,5 +320,5 @@ function tensorLinears(ckpt: Checkpoint, up: Uploader, t1: (n: string) => tfc.Te
 export function disposeWeights(w: DeviceWeights): void {
   tf.dispose([w.wpe, w.lnfw, w.lnfb, ...w.blocks.flatMap((b) => [b.ln1w, b.ln1b, b.ln2w, b.ln2b])]);
   for (const l of [w.unembed, ...w.blocks.flatMap((b) => [b.qkv, b.o, b.fc, b.proj])]) l.dispose();
-  w.arena = undefined; // the memory goes when the last reference does (workers are told by the pool)
+  w.arenas = []; // the memory goes when the last reference does (workers are told by the pool)
 }

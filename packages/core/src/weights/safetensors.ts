@@ -311,6 +311,11 @@ export interface TensorToWrite {
 
 /** Encode tensors as a safetensors buffer (keys sorted, data contiguous, as the reference writer does). */
 export function encodeSafetensors(tensors: TensorToWrite[], metadata?: Record<string, string>): Buffer {
+  return Buffer.concat(safetensorsChunks(tensors, metadata));
+}
+
+/** The file as a list of buffers (8-byte length, header, then each tensor's bytes). */
+function safetensorsChunks(tensors: TensorToWrite[], metadata?: Record<string, string>): Buffer[] {
   const sorted = [...tensors].sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
   for (let i = 0; i < sorted.length; i++) {
     const t = sorted[i];
@@ -327,7 +332,7 @@ export function encodeSafetensors(tensors: TensorToWrite[], metadata?: Record<st
     let buf: Buffer;
     if (dtype === 'F32' && t.data instanceof Float32Array && LITTLE_ENDIAN) {
       // Fast path (hundreds of MB for real-size checkpoints): the bytes are already the file's
-      // layout; view them, Buffer.concat below copies once.
+      // layout; view them without a copy.
       buf = Buffer.from(t.data.buffer, t.data.byteOffset, t.data.byteLength);
     } else {
       buf = Buffer.alloc(t.data.length * BYTES[dtype]);
@@ -344,9 +349,18 @@ export function encodeSafetensors(tensors: TensorToWrite[], metadata?: Record<st
   json += ' '.repeat((8 - (Buffer.byteLength(json) % 8)) % 8); // align data to 8 bytes like the reference writer
   const len = Buffer.alloc(8);
   len.writeBigUInt64LE(BigInt(Buffer.byteLength(json)));
-  return Buffer.concat([len, Buffer.from(json, 'utf8'), ...chunks]);
+  return [len, Buffer.from(json, 'utf8'), ...chunks];
 }
 
+/** Writes tensor by tensor: files may exceed what one Buffer holds (gpt2-xl is 6.4 GB). */
 export function writeSafetensors(path: string, tensors: TensorToWrite[], metadata?: Record<string, string>): void {
-  fs.writeFileSync(path, encodeSafetensors(tensors, metadata));
+  const chunks = safetensorsChunks(tensors, metadata);
+  const fd = fs.openSync(path, 'w');
+  try {
+    for (const c of chunks) {
+      for (let done = 0; done < c.length; ) done += fs.writeSync(fd, c, done, c.length - done);
+    }
+  } finally {
+    fs.closeSync(fd);
+  }
 }

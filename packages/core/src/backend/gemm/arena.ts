@@ -74,7 +74,7 @@ export class Arena {
   alloc(bytes: number): number {
     const at = this.top;
     this.ensure(at + bytes);
-    this.top = (at + bytes + 63) & ~63;
+    this.top = Math.ceil((at + bytes) / 64) * 64; // not bitwise: addresses pass 2^31
     return at;
   }
 
