@@ -50,12 +50,13 @@ export function samplingDistribution(logits: Float64Array, p: SamplingParams): {
   // Tokens more than 50·T below the max have probability < e^-50 relative to the top one; all
   // 50k of them together carry < 1e-17 of the mass, below float64 resolution next to 1. Dropping
   // them keeps the distribution exact in float64 and the step fast.
+  // Top-k first (when on): the k-th largest logit, ties included, is a cut like the floor.
   const floor = max - 50 * T;
+  const cut = p.topK > 0 && p.topK < logits.length ? Math.max(floor, kthLargest(logits, p.topK)) : floor;
   let ids: Int32Array = new Int32Array(logits.length);
   let n = 0;
-  for (let i = 0; i < logits.length; i++) if (logits[i] >= floor) ids[n++] = i;
+  for (let i = 0; i < logits.length; i++) if (logits[i] >= cut) ids[n++] = i;
   ids = ids.subarray(0, n);
-  if (p.topK > 0 && p.topK < n) ids = keepFrom(logits, ids, kthLargest(logits, ids, p.topK));
   if (p.topP < 1) {
     const w = new Float64Array(ids.length);
     let z = 0;
@@ -70,33 +71,33 @@ export function samplingDistribution(logits: Float64Array, p: SamplingParams): {
   return { ids: out, probs: w.map((x) => x / z) };
 }
 
-/** The k-th largest logit of `ids` (1 ≤ k ≤ ids.length), with a k-entry min-heap: one pass, O(V log k) worst case. */
-function kthLargest(logits: Float64Array, ids: Int32Array, k: number): number {
+/** The k-th largest value (1 ≤ k ≤ length), with a k-entry min-heap: one pass, most values rejected by one comparison. */
+function kthLargest(values: Float64Array, k: number): number {
   const h = new Float64Array(k);
-  let n = 0;
-  for (let r = 0; r < ids.length; r++) {
-    const v = logits[ids[r]];
-    if (n < k) {
-      let i = n++; // sift up
-      while (i > 0) {
-        const parent = (i - 1) >> 1;
-        if (h[parent] <= v) break;
-        h[i] = h[parent];
-        i = parent;
-      }
-      h[i] = v;
-    } else if (v > h[0]) {
-      let i = 0; // replace the minimum, sift down
-      for (;;) {
-        let c = 2 * i + 1;
-        if (c >= k) break;
-        if (c + 1 < k && h[c + 1] < h[c]) c++;
-        if (h[c] >= v) break;
-        h[i] = h[c];
-        i = c;
-      }
-      h[i] = v;
+  for (let i = 0; i < k; i++) {
+    const v = values[i];
+    let j = i; // sift up
+    while (j > 0) {
+      const parent = (j - 1) >> 1;
+      if (h[parent] <= v) break;
+      h[j] = h[parent];
+      j = parent;
     }
+    h[j] = v;
+  }
+  for (let i = k; i < values.length; i++) {
+    const v = values[i];
+    if (!(v > h[0])) continue;
+    let j = 0; // replace the minimum, sift down
+    for (;;) {
+      let c = 2 * j + 1;
+      if (c >= k) break;
+      if (c + 1 < k && h[c + 1] < h[c]) c++;
+      if (h[c] >= v) break;
+      h[j] = h[c];
+      j = c;
+    }
+    h[j] = v;
   }
   return h[0];
 }

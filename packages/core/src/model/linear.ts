@@ -11,6 +11,7 @@ import type * as tfc from '@tensorflow/tfjs-core';
 import { tf } from '../backend/index.js';
 import { padK, SCRATCH_BYTES, type Arena } from '../backend/gemm/arena.js';
 import { runGemm } from '../backend/gemm/pool.js';
+import { heapTensor, wasmHeap } from '../backend/heap.js';
 
 export interface Linear {
   readonly inDim: number;
@@ -97,11 +98,27 @@ export class PackedLinear implements Linear {
   }
 
   apply(x: tfc.Tensor): tfc.Tensor {
+    const K = this.inDim, N = this.outDim;
+    if (x.shape.at(-1) !== K || x.dtype !== 'float32') throw new Error(`linear: needs float32 [..., ${K}], got ${x.dtype} [${x.shape}]`);
+    const shape = [...x.shape.slice(0, -1), N];
+    const M = x.size / K;
+    // On wasm, read x from and write y to the tfjs heap directly (no JS arrays: less copying, no GC).
+    const heap = wasmHeap();
+    const y = heap ? heapTensor(heap.makeOutput(shape, 'float32')) : undefined; // before taking views: it may grow the heap
+    try {
+      const xs = heap ? heap.typedArrayFromHeap(x) : (x.dataSync() as Float32Array); // [M, K]
+      const ys = y ? heap!.typedArrayFromHeap(y) : new Float32Array(M * N); // [M, N]
+      this.gemmRows(xs, ys, M);
+      return y ?? tf.tensor(ys, shape, 'float32');
+    } catch (e) {
+      y?.dispose();
+      throw e;
+    }
+  }
+
+  /** ys [M, N] = xs [M, K] · Wᵀ + b through the arena. */
+  private gemmRows(xs: Float32Array, ys: Float32Array, M: number): void {
     const K = this.inDim, N = this.outDim, Kp = this.stride;
-    if (x.shape.at(-1) !== K) throw new Error(`linear: input last dim ${x.shape.at(-1)} != ${K}`);
-    const xs = x.dataSync() as Float32Array; // [M, K]
-    const M = xs.length / K;
-    const out = new Float32Array(M * N);
     // Inputs and outputs go through the arena's scratch space, a bounded number of rows at a time.
     const rows = Math.max(1, Math.floor(SCRATCH_BYTES / ((Kp + N) * 4)));
     for (let m0 = 0; m0 < M; m0 += rows) {
@@ -118,9 +135,8 @@ export class PackedLinear implements Linear {
         }
       }
       runGemm(this.arena, { W: this.w, x: xp, y: yp, bias: this.bias, Kp, N, M: mc });
-      out.set(f.subarray(yp / 4, yp / 4 + mc * N), m0 * N);
+      ys.set(f.subarray(yp / 4, yp / 4 + mc * N), m0 * N);
     }
-    return tf.tensor(out, [...x.shape.slice(0, -1), N], 'float32');
   }
 
   outputWeights(ids: tfc.Tensor1D): tfc.Tensor2D {

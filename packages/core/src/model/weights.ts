@@ -2,6 +2,7 @@
 import fs from 'node:fs';
 import type * as tfc from '@tensorflow/tfjs-core';
 import { tf } from '../backend/index.js';
+import { heapTensor, wasmHeap, type WasmHeap } from '../backend/heap.js';
 import type { Checkpoint } from '../weights/checkpoint.js';
 import { Arena, gemmSupported, padK, SCRATCH_BYTES } from '../backend/gemm/arena.js';
 import type { GPT2Config } from './config.js';
@@ -35,11 +36,6 @@ export function usePackedMatmul(): boolean {
   return (tf.getBackend() === 'wasm' || tf.getBackend() === 'cpu') && gemmSupported();
 }
 
-interface WasmHeapBackend {
-  makeOutput(shape: number[], dtype: 'float32'): tfc.TensorInfo;
-  typedArrayFromHeap(t: tfc.TensorInfo): Float32Array;
-}
-
 const LITTLE_ENDIAN = new Uint8Array(new Uint32Array([1]).buffer)[0] === 1;
 
 /**
@@ -50,10 +46,10 @@ const LITTLE_ENDIAN = new Uint8Array(new Uint32Array([1]).buffer)[0] === 1;
  */
 class Uploader {
   private fd: number | undefined;
-  private readonly heap: WasmHeapBackend | undefined;
+  private readonly heap: WasmHeap | undefined;
 
   constructor(private readonly ckpt: Checkpoint) {
-    this.heap = tf.getBackend() === 'wasm' && LITTLE_ENDIAN ? (tf.backend() as unknown as WasmHeapBackend) : undefined;
+    this.heap = wasmHeap();
   }
 
   /** F32 data in a little-endian process: file bytes are the floats, read them in place. */
@@ -146,7 +142,7 @@ class Uploader {
   tensor<T extends tfc.Tensor>(name: string, shape: number[]): T {
     if (!this.direct(name)) return tf.tensor(this.ckpt.read(name), shape, 'float32') as T;
     const { info, view } = this.alloc(shape);
-    const t = tf.engine().makeTensorFromTensorInfo(info) as T;
+    const t = heapTensor<T>(info);
     try {
       this.readInto(name, new Uint8Array(view.buffer, view.byteOffset, view.byteLength));
     } catch (e) {
@@ -165,7 +161,7 @@ class Uploader {
       return t;
     }
     const { info, view } = this.alloc([cols, rows]);
-    const t = tf.engine().makeTensorFromTensorInfo(info) as tfc.Tensor2D;
+    const t = heapTensor<tfc.Tensor2D>(info);
     try {
       this.copyTransposed(name, rows, cols, view, 0, rows);
     } catch (e) {
@@ -181,7 +177,7 @@ class Uploader {
    * the load time.
    */
   reserve(bytes: number): void {
-    if (this.heap) tf.engine().makeTensorFromTensorInfo(this.heap.makeOutput([Math.ceil(bytes / 4)], 'float32')).dispose();
+    if (this.heap) heapTensor(this.heap.makeOutput([Math.ceil(bytes / 4)], 'float32')).dispose();
   }
 
   close(): void {

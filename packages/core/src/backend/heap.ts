@@ -1,0 +1,22 @@
+/** The wasm backend's heap, for reading and writing tensor bytes without copies through JS arrays. */
+import type * as tfc from '@tensorflow/tfjs-core';
+import { tf } from './index.js';
+
+export interface WasmHeap {
+  /** An uninitialised tensor buffer on the heap (may grow the heap: take views after). */
+  makeOutput(shape: number[], dtype: 'float32'): tfc.TensorInfo;
+  /** A view of a tensor's bytes; invalid once the heap grows. */
+  typedArrayFromHeap(t: tfc.TensorInfo): Float32Array;
+}
+
+const LITTLE_ENDIAN = new Uint8Array(new Uint32Array([1]).buffer)[0] === 1;
+
+/** The heap when the wasm backend is active (and the process is little-endian, as the heap is), else undefined. */
+export function wasmHeap(): WasmHeap | undefined {
+  return tf.getBackend() === 'wasm' && LITTLE_ENDIAN ? (tf.backend() as unknown as WasmHeap) : undefined;
+}
+
+/** A tensor owning the heap buffer `info` (from makeOutput). */
+export function heapTensor<T extends tfc.Tensor>(info: tfc.TensorInfo): T {
+  return tf.engine().makeTensorFromTensorInfo(info) as T;
+}
