@@ -4,7 +4,7 @@
  * the first forward pass (when XNNPACK packs its own copy of each weight matrix).
  */
 import { initBackend, gpt2, tf } from '@sp/core';
-import { wasmThreads } from './threads.js';
+import { matmulEngine } from './threads.js';
 
 const [dir, backend] = process.argv.slice(2);
 const mb = () => process.resourceUsage().maxRSS / 1024;
@@ -22,7 +22,7 @@ const t3 = performance.now();
 process.stdout.write(
   JSON.stringify({
     backend: tf.getBackend(),
-    threads: wasmThreads(),
+    ...matmulEngine(),
     backendInitMs: t1 - t0,
     loadMs: t2 - t1,
     firstForwardMs: t3 - t2,

@@ -1,7 +1,7 @@
 /**
  * `pnpm bench`: the performance figures of issue #5 on random GPT-2-shaped checkpoints.
  *
- *   pnpm bench                       # gpt2 + gpt2-medium, wasm (1 and 2 threads) and cpu, 5 repeats
+ *   pnpm bench                       # gpt2 + gpt2-medium: wasm (sp kernel, all cores / 1 thread), wasm with XNNPACK, cpu; 5 repeats
  *   pnpm bench -- --models gpt2 --backends wasm --repeats 3
  *   pnpm bench -- --quick            # gpt2 only, 2 repeats, short runs (smoke test)
  *
@@ -19,6 +19,7 @@ import { fmt, stat, type Stat } from './stats.js';
 import { RESULT_TAG, type SuiteArgs, type SuiteResult } from './suite.js';
 import { ensureCheckpoint, presetConfig, type BenchPreset } from './weights.js';
 import { xlAnalysis, type XlAnalysis } from './xl.js';
+import { engineLabel } from './threads.js';
 
 interface Options {
   models: BenchPreset[];
@@ -31,7 +32,7 @@ interface Options {
 }
 
 function parseArgs(argv: string[]): Options {
-  const o: Options = { models: ['gpt2', 'gpt2-medium'], backends: ['wasm', 'wasm-2t', 'cpu'], repeats: 5, quick: false, xl: false };
+  const o: Options = { models: ['gpt2', 'gpt2-medium'], backends: ['wasm', 'wasm-1t', 'wasm-xnnpack', 'cpu'], repeats: 5, quick: false, xl: false };
   for (let i = 0; i < argv.length; i++) {
     const a = argv[i];
     const next = () => {
@@ -47,7 +48,7 @@ function parseArgs(argv: string[]): Options {
     else if (a === '--xl') o.xl = true;
     else if (a === '--') continue;
     else if (a === '--help' || a === '-h') {
-      process.stdout.write('usage: pnpm bench -- [--models gpt2,gpt2-medium] [--backends wasm,wasm-2t,cpu,tensorflow] [--repeats N] [--quick] [--xl] [--out file.json]\n');
+      process.stdout.write('usage: pnpm bench -- [--models gpt2,gpt2-medium] [--backends wasm,wasm-1t,wasm-xnnpack,cpu,tensorflow] [--repeats N] [--quick] [--xl] [--out file.json]\n');
       process.exit(0);
     } else throw new Error(`unknown option ${a}`);
   }
@@ -75,10 +76,15 @@ function nativeInstalled(): boolean {
 const dist = path.join(benchRoot, 'dist');
 const say = (s: string) => process.stderr.write(s + '\n');
 
-/** 'wasm-2t' = wasm with 2 XNNPACK threads ($SP_WASM_THREADS); others are backend names. */
+/**
+ * Configurations: 'wasm' (sp's kernel on every core), 'wasm-<N>t' (sp's kernel on N threads,
+ * $SP_THREADS), 'wasm-xnnpack' (tfjs' own XNNPACK matmuls, $SP_MATMUL=tfjs, for comparison), or a
+ * backend name ('cpu': tfjs' JS backend, still with sp's kernel for the matrix products).
+ */
 function backendEnv(b: string): { backend: string; env: NodeJS.ProcessEnv } {
   const m = /^wasm-(\d+)t$/.exec(b);
-  if (m) return { backend: 'wasm', env: { ...process.env, SP_WASM_THREADS: m[1] } };
+  if (m) return { backend: 'wasm', env: { ...process.env, SP_THREADS: m[1] } };
+  if (b === 'wasm-xnnpack') return { backend: 'wasm', env: { ...process.env, SP_MATMUL: 'tfjs' } };
   return { backend: b, env: { ...process.env } };
 }
 
@@ -92,6 +98,7 @@ function runSuiteChild(args: SuiteArgs, env: NodeJS.ProcessEnv): SuiteResult {
 interface LoadRun {
   backend: string;
   threads: number;
+  matmul: string;
   backendInitMs: number;
   loadMs: number;
   firstForwardMs: number;
@@ -189,7 +196,7 @@ function table(rep: BenchReport): string {
       );
     }
   }
-  lines.push('', '| model | weights MiB | backend start ms | load ms (safetensors → ready) | peak RSS at ready MiB (× weights) | 1st forward ms (XNNPACK packs weights) | peak RSS after 1st forward MiB (× weights) | `sp neuron` ms / peak RSS MiB | same reads via @sp/core/light ms / peak RSS MiB |');
+  lines.push('', '| model | weights MiB | backend start ms | load ms (safetensors → ready) | peak RSS at ready MiB (× weights) | 1st forward ms | peak RSS after 1st forward MiB (× weights) | `sp neuron` ms / peak RSS MiB | same reads via @sp/core/light ms / peak RSS MiB |');
   lines.push('|---|---|---|---|---|---|---|---|---|');
   for (const m of rep.models) {
     const l = m.load;
@@ -235,7 +242,7 @@ async function main(): Promise<void> {
         const r = runSuiteChild(args, env);
         const gbps = stat([r.decode.tokensPerS.min, r.decode.tokensPerS.median, r.decode.tokensPerS.max].map((t) => (t * r.weightBytesPerStep) / 1e9));
         const weightGBps = { ...gbps, n: r.decode.tokensPerS.n };
-        const label = r.backend === 'wasm' ? `wasm (${r.threads} thread${r.threads > 1 ? 's' : ''})` : r.backend;
+        const label = engineLabel(r.backend, r);
         rep.runs.push({ ...r, label, weightGBps, bandwidthFraction: weightGBps.median / facts.bandwidth.best });
       } catch (e) {
         say(`  ${b} failed: ${(e as Error).message.split('\n')[0]}`);

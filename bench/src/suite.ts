@@ -6,7 +6,7 @@
 import * as core from '@sp/core';
 import { gpt2, generate, tf, type GPT2 } from '@sp/core';
 import { stat, type Stat } from './stats.js';
-import { wasmThreads } from './threads.js';
+import { matmulEngine } from './threads.js';
 
 export const RESULT_TAG = '@@bench-result ';
 
@@ -25,6 +25,7 @@ export interface SuiteArgs {
 export interface SuiteResult {
   backend: string;
   threads: number;
+  matmul: string;
   weightBytesPerStep: number;
   /** Greedy decode with the KV cache: prompt 16 tokens, `decodeTokens` new; per-step rate. */
   decode: { tokensPerS: Stat; msPerStep: Stat; prefillMs: Stat; newTokens: number };
@@ -107,7 +108,7 @@ export async function runSuite(a: SuiteArgs): Promise<SuiteResult> {
   }
   const res: SuiteResult = {
     backend: core.backendName(),
-    threads: wasmThreads(),
+    ...matmulEngine(),
     weightBytesPerStep: weightBytesPerStep(model.config),
     decode: { tokensPerS: stat(steps.map((ms) => 1000 / ms)), msPerStep, prefillMs: stat(prefill), newTokens: a.decodeTokens },
     naive: { tokensPerS: stat(naive.map((ms) => (1000 * a.naiveTokens) / ms)), kvTokensPerS: stat(kv.map((ms) => (1000 * a.naiveTokens) / ms)), newTokens: a.naiveTokens },

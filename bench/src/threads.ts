@@ -1,8 +1,15 @@
-import { tf } from '@sp/core';
+import { gemmThreads, tf, usePackedMatmul } from '@sp/core';
 
-/** XNNPACK threads of the wasm backend (1 on other backends). */
-export function wasmThreads(): number {
-  if (tf.getBackend() !== 'wasm') return 1;
+/** Who runs the matrix products, and on how many threads (run after the model is loaded). */
+export function matmulEngine(): { matmul: 'sp' | 'xnnpack' | 'tfjs'; threads: number } {
+  if (usePackedMatmul()) return { matmul: 'sp', threads: gemmThreads() };
+  if (tf.getBackend() !== 'wasm') return { matmul: 'tfjs', threads: 1 };
   const b = tf.backend() as unknown as { wasm?: { tfjs?: { getThreadsCount?: () => number } } };
-  return b.wasm?.tfjs?.getThreadsCount?.() ?? 1;
+  return { matmul: 'xnnpack', threads: b.wasm?.tfjs?.getThreadsCount?.() ?? 1 };
+}
+
+/** Table label of a configuration: "wasm (sp kernel, 2 threads)", "wasm (XNNPACK, 1 thread)", "cpu (sp kernel, …)". */
+export function engineLabel(backend: string, e: { matmul: string; threads: number }): string {
+  const who = e.matmul === 'sp' ? 'sp kernel' : e.matmul === 'xnnpack' ? 'XNNPACK' : 'tfjs matmul';
+  return `${backend} (${who}, ${e.threads} thread${e.threads > 1 ? 's' : ''})`;
 }

@@ -65,15 +65,30 @@ function layerNormLoop([x, w, b]: Float32Array[], out: Float32Array, attrs: Reco
 }
 
 /**
- * gelu_new(x) = 0.5·x·(1 + tanh(√(2/π)(x + 0.044715x³))) = x·σ(2√(2/π)(x + 0.044715x³)),
- * the σ form needing one exp instead of a tanh (the identity 0.5(1 + tanh z) = σ(2z) is exact).
+ * gelu_new(x) = 0.5·x·(1 + tanh(√(2/π)(x + 0.044715x³))), with tanh from Eigen's float32
+ * rational approximation (|error| ≤ 2.6e-7 on all inputs, i.e. float32 rounding level): about 2×
+ * faster than Math.exp/Math.tanh in V8, and gelu runs on d_mlp values per position per layer.
  */
 function geluLoop([x]: Float32Array[], out: Float32Array): void {
-  const c = 2 * Math.sqrt(2 / Math.PI);
+  const c = Math.sqrt(2 / Math.PI);
   for (let i = 0; i < x.length; i++) {
     const v = x[i];
-    out[i] = v / (1 + Math.exp(-c * (v + 0.044715 * v * v * v)));
+    out[i] = 0.5 * v * (1 + tanhF32(c * (v + 0.044715 * v * v * v)));
   }
+}
+
+// Eigen's generic_fast_tanh_float: odd polynomial / even polynomial on (-7.9, 7.9), ±1 beyond.
+const T_CLAMP = 7.90531110763549805;
+const A1 = 4.89352455891786e-3, A3 = 6.37261928875436e-4, A5 = 1.48572235717979e-5, A7 = 5.12229709037114e-8;
+const A9 = -8.60467152213735e-11, A11 = 2.00018790482477e-13, A13 = -2.76076847742355e-16;
+const B0 = 4.89352518554385e-3, B2 = 2.26843463243900e-3, B4 = 1.18534705686654e-4, B6 = 1.19825839466702e-6;
+
+export function tanhF32(x: number): number {
+  if (x >= T_CLAMP) return 1; // tanh(7.9) = 1 − 2.7e-7: ±1 is as close, and exact for large |x|
+  if (x <= -T_CLAMP) return -1;
+  const x2 = x * x;
+  const p = x * (A1 + x2 * (A3 + x2 * (A5 + x2 * (A7 + x2 * (A9 + x2 * (A11 + x2 * A13))))));
+  return p / (B0 + x2 * (B2 + x2 * (B4 + x2 * B6)));
 }
 
 let registered = false;

@@ -3,7 +3,7 @@
  * backends that have them (wasm, cpu), including shapes the forward pass uses ([b, s, d]).
  */
 import { initBackend, tf } from '@sp/core';
-import { geluNew, layerNorm } from '../../src/backend/kernels.js';
+import { geluNew, layerNorm, tanhF32 } from '../../src/backend/kernels.js';
 
 function rand(n: number, seed: number, scale = 3): Float32Array {
   let x = seed;
@@ -72,4 +72,15 @@ describe.each(['wasm', 'cpu'])('fused kernels on %s', (backend) => {
     expect(tf.memory().numTensors).toBe(before);
     tf.dispose([x, w, b]);
   });
+});
+
+test('tanhF32 (the rational approximation gelu uses) is within 3e-7 of Math.tanh everywhere', () => {
+  let worst = 0;
+  for (let i = 0; i <= 200000; i++) {
+    const x = -12 + (24 * i) / 200000;
+    worst = Math.max(worst, Math.abs(tanhF32(x) - Math.tanh(x)));
+  }
+  expect(worst).toBeLessThan(3e-7);
+  expect(worst).toBeGreaterThan(0); // an approximation, not Math.tanh itself
+  expect([tanhF32(0), tanhF32(50), tanhF32(-50)]).toEqual([0, 1, -1]);
 });
