@@ -36,3 +36,27 @@ test('a model split over several arenas computes exactly what one arena does', a
   expect(Buffer.from(many.logits.buffer).equals(Buffer.from(one.logits.buffer))).toBe(true);
   expect(one.logits.some((x) => x !== 0)).toBe(true);
 });
+
+test('SP_MATMUL=tfjs (XNNPACK matmuls, as on other backends) agrees with the packed kernel', async () => {
+  const { dir } = writeRandomGpt2({ ...spec, seed: 11 });
+  const ids = randomIds(7, 5, 50257);
+  const packed = await logitsWith(undefined, dir, ids);
+  process.env.SP_MATMUL = 'tfjs';
+  try {
+    const model = await gpt2(dir);
+    try {
+      expect(model.weights.arenas).toHaveLength(0);
+      const t = model.forward(ids);
+      const viaTfjs = t.dataSync() as Float32Array;
+      t.dispose();
+      let worst = 0;
+      for (let i = 0; i < viaTfjs.length; i++) worst = Math.max(worst, Math.abs(viaTfjs[i] - packed.logits[i]));
+      expect(worst).toBeLessThan(1e-4);
+      expect(worst).toBeGreaterThan(0); // two different summation orders: not the same code path
+    } finally {
+      model.dispose();
+    }
+  } finally {
+    delete process.env.SP_MATMUL;
+  }
+});
