@@ -20,10 +20,11 @@ export function info(cmd: Command, msg: string): void {
 /** `--model DIR|NAME` (default gpt2) → loaded model; says which backend in --verbose. */
 export async function loadModel(cmd: Command, model: string | undefined): Promise<{ model: GPT2; loadMs: number }> {
   const t0 = performance.now();
-  const { backendName, gpt2 } = await import('@sp/core'); // lazily: commands that only read files skip TensorFlow.js
+  const { backendName, gemmThreads, gpt2, usePackedMatmul } = await import('@sp/core'); // lazily: commands that only read files skip TensorFlow.js
   const m = await gpt2(model ?? 'gpt2', { backend: globals(cmd).backend, progress: process.stderr.isTTY });
   const loadMs = performance.now() - t0;
-  info(cmd, `backend ${backendName()}; loaded ${model ?? 'gpt2'} (${m.config.nLayer} layers, d_model ${m.config.dModel}) in ${loadMs.toFixed(0)} ms`);
+  const matmul = usePackedMatmul() ? `sp kernel, ${gemmThreads()} thread(s)` : 'tfjs matmul';
+  info(cmd, `backend ${backendName()} (${matmul}); loaded ${model ?? 'gpt2'} (${m.config.nLayer} layers, d_model ${m.config.dModel}) in ${loadMs.toFixed(0)} ms`);
   return { model: m, loadMs };
 }
 

@@ -18,9 +18,17 @@ const program = new Command('sp')
   .description('GPT-2 interpretability: logit lens, speaking probes, neurons, generation')
   .option('-v, --verbose', 'more diagnostics on stderr (backend, timings, stack traces)')
   .option('--backend <name>', 'tfjs backend: wasm | cpu | tensorflow (default: $SP_BACKEND or the best installed)')
+  .option('--threads <n>', "threads for sp's matrix kernel on wasm/cpu (default: $SP_THREADS or one per core)")
   // One line on stderr for usage errors too: the hint goes on the error's own line.
   .configureOutput({ outputError: (str, write) => write(`${str.trimEnd()} (run with --help for usage)\n`) })
   .exitOverride();
+
+program.hook('preAction', () => {
+  const t = program.opts().threads as string | undefined;
+  if (t === undefined) return;
+  if (!/^[1-9][0-9]*$/.test(t)) throw new SpError('BAD_INPUT', `--threads must be a positive integer (got "${t}")`);
+  process.env.SP_THREADS = t;
+});
 
 const invoked = process.argv.slice(2).find((a) => !a.startsWith('-') && a in COMMANDS);
 for (const [name, load] of Object.entries(COMMANDS)) if (!invoked || name === invoked) (await load())(program);

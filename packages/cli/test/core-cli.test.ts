@@ -103,6 +103,8 @@ describe('failures: one error line, non-zero exit, no stack trace', () => {
     ['unknown option', () => ['generate', '--model', TINY, '--ids', '1', '--bogus'], /unknown option '--bogus'/],
     ['unknown command', () => ['frobnicate'], /unknown command 'frobnicate'/],
     ['missing required option', () => ['neuron', '--model', TINY, '--layer', '0'], /required option '--index <J>' not specified/],
+    ['zero threads', () => ['--threads', '0', 'generate', '--model', TINY, '--ids', '1'], /--threads must be a positive integer \(got "0"\)/],
+    ['non-numeric threads', () => ['generate', '--threads', 'many', '--model', TINY, '--ids', '1'], /--threads must be a positive integer/],
   ];
 
   test.each(cases)('%s', (_label, args, pattern) => {
@@ -146,6 +148,16 @@ describe.each(FIXTURE_NAMES)('--json output (%s)', (name) => {
     expect(out.timing.load_ms).toBeGreaterThan(0);
     expect(out.timing.tokens_per_s).toBeGreaterThan(0);
   });
+});
+
+test('--threads N: same greedy ids, and --verbose names the matrix kernel and its threads', () => {
+  const g = golden('tiny-gpt2').cases.filter((c) => !c.inject)[0];
+  const runs = ['1', '3'].map((t) => sp('--threads', t, '--verbose', 'generate', '--model', TINY, '--ids', g.ids.join(','), '--max-new-tokens', String(g.greedy.length), '--json'));
+  for (const [i, r] of runs.entries()) {
+    expect(r.status).toBe(0);
+    expect(JSON.parse(r.stdout).ids).toEqual(g.greedy);
+    expect(r.stderr).toMatch(new RegExp(`backend (wasm|cpu) \\(sp kernel, ${['1', '3'][i]} thread\\(s\\)\\)`));
+  }
 });
 
 test('human output exits promptly with status 0 (no lingering worker threads)', () => {

@@ -21,7 +21,7 @@ export function gemmWat() {
  (import "env" "mem" (memory 1 65536 shared))
  (func (export "gemm") (param $W i32) (param $x i32) (param $y i32) (param $bias i32) (param $Kp i32) (param $N i32)
    (param $n0 i32) (param $n1 i32) (param $m0 i32) (param $m1 i32)
-  (local $n i32) (local $m i32) (local $kk i32) (local $kb i32)
+  (local $n i32) (local $m i32) (local $kb i32)
   ${locals()}
   (local.set $kb (i32.shl (local.get $Kp) (i32.const 2)))
   (local.set $n (local.get $n0))
@@ -38,8 +38,9 @@ const MB_MAX = 4; // input rows per block
 
 function locals() {
   const l = [];
-  for (let j = 0; j < NB_MAX; j++) l.push(`(local $w${j} i32) (local $b${j} f32) (local $vw${j} v128)`);
-  for (let i = 0; i < MB_MAX; i++) l.push(`(local $x${i} i32) (local $vx${i} v128)`);
+  l.push('(local $wend i32)');
+  for (let j = 0; j < NB_MAX; j++) l.push(`(local $w${j} i32) (local $pw${j} i32) (local $b${j} f32) (local $vw${j} v128)`);
+  for (let i = 0; i < MB_MAX; i++) l.push(`(local $x${i} i32) (local $px${i} i32) (local $vx${i} v128)`);
   for (let j = 0; j < NB_MAX; j++) for (let i = 0; i < MB_MAX; i++) for (let q = 0; q < ACC; q++) l.push(`(local $a${j}${i}${q} v128)`);
   return l.join(' ');
 }
@@ -78,11 +79,17 @@ function mLoop(NB, MB) {
   const body = [];
   for (let u = 0; u < 4; u++) {
     const off = u * 16;
-    for (let j = 0; j < NB; j++) body.push(`(local.set $vw${j} (v128.load offset=${off} ${add(get(`w${j}`), get('kk'))}))`);
-    for (let i = 0; i < MB; i++) body.push(`(local.set $vx${i} (v128.load offset=${off} ${add(get(`x${i}`), get('kk'))}))`);
+    for (let j = 0; j < NB; j++) body.push(`(local.set $vw${j} (v128.load offset=${off} ${get(`pw${j}`)}))`);
+    for (let i = 0; i < MB; i++) body.push(`(local.set $vx${i} (v128.load offset=${off} ${get(`px${i}`)}))`);
     const q = u % ACC;
     for (let j = 0; j < NB; j++) for (let i = 0; i < MB; i++) body.push(`(local.set $a${j}${i}${q} (f32x4.add ${get(`a${j}${i}${q}`)} (f32x4.mul ${get(`vw${j}`)} ${get(`vx${i}`)})))`);
   }
+  // Walking pointers (bumped by 64 bytes per step) rather than base + index: one add per stream
+  // per step instead of one per load.
+  const starts = [], bumps = [];
+  for (let j = 0; j < NB; j++) starts.push(`(local.set $pw${j} ${get(`w${j}`)})`);
+  for (let i = 0; i < MB; i++) starts.push(`(local.set $px${i} ${get(`x${i}`)})`);
+  for (const v of [...Array.from({ length: NB }, (_, j) => `pw${j}`), ...Array.from({ length: MB }, (_, i) => `px${i}`)]) bumps.push(`(local.set $${v} ${add(get(v), c32(64))})`);
   const pre = [], post = [];
   for (let i = 0; i < MB; i++) pre.push(`(local.set $x${i} ${add(get('x'), `(i32.mul ${add(get('m'), c32(i))} ${get('kb')})`)})`);
   for (let j = 0; j < NB; j++) for (let i = 0; i < MB; i++) {
@@ -94,11 +101,12 @@ function mLoop(NB, MB) {
   return `(block $md${L} (loop $ml${L}
  (br_if $md${L} (i32.gt_u ${add(get('m'), c32(MB))} ${get('m1')}))
  ${pre.join('\n ')}
- (local.set $kk ${c32(0)})
+ ${starts.join('\n ')}
+ (local.set $wend ${add(get('w0'), get('kb'))})
  (loop $kl${L}
   ${body.join('\n  ')}
-  (local.set $kk ${add(get('kk'), c32(64))})
-  (br_if $kl${L} (i32.lt_u ${get('kk')} ${get('kb')})))
+  ${bumps.join('\n  ')}
+  (br_if $kl${L} (i32.lt_u ${get('pw0')} ${get('wend')})))
  ${post.join('\n ')}
  (local.set $m ${add(get('m'), c32(MB))})
  (br $ml${L})))`;

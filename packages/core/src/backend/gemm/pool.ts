@@ -19,13 +19,12 @@ import { gemmModule, type Arena } from './arena.js';
 const CLAIM = 0; //   BigInt64 word: job (bits 40+) | tiles (bits 20..39) | next tile (bits 0..19)
 const GEN = 2; //     Int32: job counter; idle workers sleep on it
 const DONE = 3; //    tiles finished in the current job
-const MSGS = 4; //    messages posted to workers so far (arena attach/detach)
+const HELPERS = 4; // workers taking part in the current job (those with index < HELPERS)
 const FAILED = 5; //  set when a kernel call trapped
 const ARGS = 6; //    6..16: arena id, W, x, y, bias, Kp, N, M, tileM, tileN, tilesN
+const MSGS = 17; //   17 + i: messages posted to worker i so far (arena attach/detach)
+const MAX_WORKERS = 63;
 const MAX_TILES = (1 << 20) - 1024; // the 20-bit counter also absorbs one overshoot claim per thread
-
-/** How long an idle worker spins before it sleeps (see workerMain). */
-const SPIN_MS = 1;
 
 export interface GemmJob {
   W: number; x: number; y: number; bias: number;
@@ -40,14 +39,14 @@ export interface GemmJob {
 function workerMain(): void {
   /* eslint-disable @typescript-eslint/no-require-imports */
   const { workerData, receiveMessageOnPort } = require('node:worker_threads');
-  const { module, sab, port, spinMs } = workerData as { module: WebAssembly.Module; sab: SharedArrayBuffer; port: MessagePort; spinMs: number };
+  const { module, sab, port, index } = workerData as { module: WebAssembly.Module; sab: SharedArrayBuffer; port: MessagePort; index: number };
   const ctrl = new Int32Array(sab);
   const claims = new BigInt64Array(sab, 0, 1);
   type Fn = (...a: number[]) => void;
   const kernels = new Map<number, Fn>();
   let seen = 0;
   const kernel = (arena: number): Fn | undefined => {
-    if (Atomics.load(ctrl, 4) !== seen) {
+    if (Atomics.load(ctrl, 17 + index) !== seen) {
       for (let m = receiveMessageOnPort(port); m; m = receiveMessageOnPort(port)) {
         const msg = m.message as { attach?: number; memory?: WebAssembly.Memory; detach?: number };
         seen++;
@@ -59,16 +58,13 @@ function workerMain(): void {
   };
   let gen = 0;
   for (;;) {
-    // Spin for up to spinMs (the next matmul of a decode step follows within tens of microseconds
-    // and a futex wake-up costs about as much), then sleep until woken.
-    const idleSince = performance.now();
-    for (let spins = 0; Atomics.load(ctrl, 2) === gen; spins++) {
-      if ((spins & 1023) === 1023 && performance.now() - idleSince > spinMs) {
-        Atomics.wait(ctrl, 2, gen);
-        spins = 0;
-      }
-    }
+    // Sleep until the next job. No spinning: on a 2-core machine (often two hyperthreads of one
+    // core) a spinning worker slowed the caller's own work more than the faster wake-up gained
+    // (measured: decode 28-32 tok/s without spinning vs 22-28 with 0.2-1 ms of spin; 20-22 vs
+    // 12-13 with another process busy).
+    while (Atomics.load(ctrl, 2) === gen) Atomics.wait(ctrl, 2, gen);
     gen = Atomics.load(ctrl, 2);
+    if (index >= Atomics.load(ctrl, 4)) continue; // fewer threads asked for than the pool has: sit this one out
     for (;;) {
       const c = Atomics.add(claims, 0, 1n);
       const t = Number(c & 0xfffffn), tiles = Number((c >> 20n) & 0xfffffn);
@@ -88,58 +84,69 @@ function workerMain(): void {
 }
 
 /**
- * Threads used for the kernel, the caller included: $SP_THREADS, else one per core (at most 8).
- * Tiles are claimed dynamically, so extra threads cost little on a busy machine.
+ * Threads used for the kernel, the caller included: $SP_THREADS (read at every call), else one per
+ * core (at most 8). Tiles are claimed dynamically, so extra threads cost little on a busy machine.
  */
 let cores: number | undefined;
 export function gemmThreads(): number {
   const env = Number(process.env.SP_THREADS);
   cores ??= os.cpus().length || 1; // os.cpus() reads /proc: too slow to call per matmul
-  if (Number.isInteger(env) && env >= 1) return Math.min(env, 64);
+  if (Number.isInteger(env) && env >= 1) return Math.min(env, MAX_WORKERS + 1);
   return Math.max(1, Math.min(8, cores));
 }
 
 class Pool {
-  private readonly sab = new SharedArrayBuffer(32 * 4);
+  private readonly sab = new SharedArrayBuffer((MSGS + MAX_WORKERS) * 4);
   private readonly ctrl = new Int32Array(this.sab);
   private readonly claims = new BigInt64Array(this.sab, 0, 1);
   private job = 0;
   private readonly ports: MessagePort[] = [];
-  private readonly attached = new Set<number>();
+  /** Arenas the workers know, by id: memories held weakly, so a new worker can be told of them. */
+  private readonly attached = new Map<number, WeakRef<WebAssembly.Memory>>();
   private readonly registry = new FinalizationRegistry<number>((id) => this.detach(id));
 
-  constructor(readonly workers: number) {
-    for (let i = 0; i < workers; i++) {
+  /** At least `n` workers (they are never stopped: unreferenced, they do not keep a process alive). */
+  grow(n: number): void {
+    for (let i = this.ports.length; i < Math.min(n, MAX_WORKERS); i++) {
       const { port1, port2 } = new MessageChannel();
       const w = new Worker(`(${workerMain.toString()})()`, {
         eval: true,
-        workerData: { module: gemmModule(), sab: this.sab, port: port2, spinMs: SPIN_MS },
+        workerData: { module: gemmModule(), sab: this.sab, port: port2, index: i },
         transferList: [port2],
       });
       w.unref();
       port1.unref();
       this.ports.push(port1);
+      for (const [id, mem] of this.attached) {
+        const memory = mem.deref();
+        if (memory) this.post(i, { attach: id, memory });
+      }
     }
   }
 
-  private post(msg: object): void {
-    for (const p of this.ports) p.postMessage(msg);
-    Atomics.add(this.ctrl, MSGS, 1);
+  get size(): number {
+    return this.ports.length;
+  }
+
+  private post(worker: number, msg: object): void {
+    this.ports[worker].postMessage(msg);
+    Atomics.add(this.ctrl, MSGS + worker, 1);
   }
 
   private attach(arena: Arena): void {
     if (this.attached.has(arena.id)) return;
-    this.attached.add(arena.id);
-    this.post({ attach: arena.id, memory: arena.memory });
+    this.attached.set(arena.id, new WeakRef(arena.memory));
+    for (let i = 0; i < this.ports.length; i++) this.post(i, { attach: arena.id, memory: arena.memory });
     this.registry.register(arena, arena.id);
   }
 
   /** The arena is gone: workers drop their instance (and so their reference to its memory). */
   detach(id: number): void {
-    if (this.attached.delete(id)) this.post({ detach: id });
+    if (!this.attached.delete(id)) return;
+    for (let i = 0; i < this.ports.length; i++) this.post(i, { detach: id });
   }
 
-  run(arena: Arena, j: GemmJob, tileM: number, tileN: number): void {
+  run(arena: Arena, j: GemmJob, tileM: number, tileN: number, helpers: number): void {
     this.attach(arena);
     const c = this.ctrl;
     const tilesN = Math.ceil(j.N / tileN);
@@ -147,6 +154,7 @@ class Pool {
     if (tiles > MAX_TILES) throw new RangeError(`gemm: ${tiles} tiles, more than ${MAX_TILES}`);
     c.set([arena.id, j.W, j.x, j.y, j.bias, j.Kp, j.N, j.M, tileM, tileN, tilesN], ARGS);
     Atomics.store(c, DONE, 0);
+    Atomics.store(c, HELPERS, helpers);
     this.job = (this.job + 1) % 2 ** 23;
     Atomics.store(this.claims, CLAIM, (BigInt(this.job) << 40n) | (BigInt(tiles) << 20n)); // publishes the job
     Atomics.add(c, GEN, 1);
@@ -194,6 +202,7 @@ export function runGemm(arena: Arena, j: GemmJob): void {
     arena.gemm(j.W, j.x, j.y, j.bias, j.Kp, j.N, 0, j.N, 0, j.M);
     return;
   }
-  g[POOL] ??= new Pool(threads - 1);
-  g[POOL].run(arena, j, tileM, tileN);
+  const pool = (g[POOL] ??= new Pool());
+  if (pool.size < threads - 1) pool.grow(threads - 1);
+  pool.run(arena, j, tileM, tileN, threads - 1);
 }
