@@ -48,7 +48,7 @@ function parseArgs(argv: string[]): Options {
     else if (a === '--xl') o.xl = true;
     else if (a === '--') continue;
     else if (a === '--help' || a === '-h') {
-      process.stdout.write('usage: pnpm bench -- [--models gpt2,gpt2-medium] [--backends wasm,wasm-1t,wasm-xnnpack,cpu,tensorflow] [--repeats N] [--quick] [--xl] [--out file.json]\n');
+      process.stdout.write('usage: pnpm bench -- [--models gpt2,gpt2-medium] [--backends wasm,wasm-1t,wasm-xnnpack,wasm-xnnpack-2t,cpu,tensorflow] [--repeats N] [--quick] [--xl] [--out file.json]\n');
       process.exit(0);
     } else throw new Error(`unknown option ${a}`);
   }
@@ -78,13 +78,14 @@ const say = (s: string) => process.stderr.write(s + '\n');
 
 /**
  * Configurations: 'wasm' (sp's kernel on every core), 'wasm-<N>t' (sp's kernel on N threads,
- * $SP_THREADS), 'wasm-xnnpack' (tfjs' own XNNPACK matmuls, $SP_MATMUL=tfjs, for comparison), or a
+ * $SP_THREADS), 'wasm-xnnpack[-<N>t]' (tfjs' own XNNPACK matmuls, $SP_MATMUL=tfjs, on N threads, for comparison), or a
  * backend name ('cpu': tfjs' JS backend, still with sp's kernel for the matrix products).
  */
 function backendEnv(b: string): { backend: string; env: NodeJS.ProcessEnv } {
   const m = /^wasm-(\d+)t$/.exec(b);
   if (m) return { backend: 'wasm', env: { ...process.env, SP_THREADS: m[1] } };
-  if (b === 'wasm-xnnpack') return { backend: 'wasm', env: { ...process.env, SP_MATMUL: 'tfjs' } };
+  const x = /^wasm-xnnpack(?:-(\d+)t)?$/.exec(b); // XNNPACK's own threads: $SP_WASM_THREADS
+  if (x) return { backend: 'wasm', env: { ...process.env, SP_MATMUL: 'tfjs', ...(x[1] ? { SP_WASM_THREADS: x[1] } : {}) } };
   return { backend: b, env: { ...process.env } };
 }
 
