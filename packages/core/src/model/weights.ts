@@ -1,4 +1,4 @@
-/** Model parameters uploaded to the tfjs backend once, in the layouts the forward pass wants. */
+/** Model parameters loaded once, in the layouts the forward pass wants: big matrices packed into arenas for sp's kernel (wasm/cpu) or uploaded as tfjs tensors (other backends), the rest as tfjs tensors. */
 import fs from 'node:fs';
 import type * as tfc from '@tensorflow/tfjs-core';
 import { tf } from '../backend/index.js';
