@@ -1,5 +1,6 @@
 /** The wasm backend's heap, for reading and writing tensor bytes without copies through JS arrays. */
 import type * as tfc from '@tensorflow/tfjs-core';
+import { LITTLE_ENDIAN } from '../weights/safetensors.js';
 import { tf } from './index.js';
 
 export interface WasmHeap {
@@ -8,8 +9,6 @@ export interface WasmHeap {
   /** A view of a tensor's bytes; invalid once the heap grows. */
   typedArrayFromHeap(t: tfc.TensorInfo): Float32Array;
 }
-
-const LITTLE_ENDIAN = new Uint8Array(new Uint32Array([1]).buffer)[0] === 1;
 
 /** The heap when the wasm backend is active (and the process is little-endian, as the heap is), else undefined. */
 export function wasmHeap(): WasmHeap | undefined {

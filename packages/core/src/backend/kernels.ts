@@ -9,19 +9,12 @@
  * rounding. Other backends (tfjs-node) use the composite ops.
  */
 import * as tf from '@tensorflow/tfjs-core';
+import type { WasmHeap } from './heap.js';
 
 const LN = 'SpLayerNorm';
 const GELU = 'SpGeluNew';
 
-interface Info {
-  dataId: object;
-  shape: number[];
-  dtype: string;
-}
-interface WasmLike {
-  makeOutput(shape: number[], dtype: string): Info;
-  typedArrayFromHeap(t: Info): Float32Array;
-}
+type Info = tf.TensorInfo;
 interface CpuLike {
   data: { get(id: object): { values: Float32Array } };
   makeTensorInfo(shape: number[], dtype: string, values: Float32Array): Info;
@@ -34,7 +27,7 @@ function elementwiseKernel(backendName: 'wasm' | 'cpu', compute: (ins: Float32Ar
     const x = list[0];
     if (list.some((t) => t.dtype !== 'float32')) throw new Error('float32 inputs expected');
     if (backendName === 'wasm') {
-      const b = backend as WasmLike;
+      const b = backend as WasmHeap;
       const out = b.makeOutput(x.shape, 'float32'); // allocate first: growing the heap may move it
       compute(list.map((t) => b.typedArrayFromHeap(t)), b.typedArrayFromHeap(out), attrs ?? {}, x.shape);
       return out;

@@ -4,6 +4,7 @@ import type * as tfc from '@tensorflow/tfjs-core';
 import { tf } from '../backend/index.js';
 import { heapTensor, wasmHeap, type WasmHeap } from '../backend/heap.js';
 import type { Checkpoint } from '../weights/checkpoint.js';
+import { LITTLE_ENDIAN } from '../weights/safetensors.js';
 import { Arena, gemmSupported, padK, SCRATCH_BYTES } from '../backend/gemm/arena.js';
 import type { GPT2Config } from './config.js';
 import { PackedLinear, TensorLinear, type Linear } from './linear.js';
@@ -36,7 +37,8 @@ export function usePackedMatmul(): boolean {
   return (tf.getBackend() === 'wasm' || tf.getBackend() === 'cpu') && gemmSupported();
 }
 
-const LITTLE_ENDIAN = new Uint8Array(new Uint32Array([1]).buffer)[0] === 1;
+/** Rows of a [*, cols] float32 tensor per ~8 MB read: large tensors are read and rearranged in blocks. */
+const rowsPerChunk = (cols: number) => Math.max(1, Math.floor((8 << 20) / (4 * cols)));
 
 /**
  * Reads tensors from the checkpoint into backend tensors. On wasm with F32 files the bytes go from
@@ -78,7 +80,7 @@ class Uploader {
       yield { r0: 0, nr: rows, src: this.ckpt.read(name) };
       return;
     }
-    const chunkRows = Math.max(1, Math.floor((8 << 20) / (4 * cols)));
+    const chunkRows = rowsPerChunk(cols);
     const scratch = new Float32Array(Math.min(rows, chunkRows) * cols);
     for (let r0 = 0; r0 < rows; r0 += chunkRows) {
       const nr = Math.min(chunkRows, rows - r0);
@@ -113,7 +115,7 @@ class Uploader {
       this.copyTransposed(name, rows, cols, arena.f32(), dst / 4, stride);
       return;
     }
-    const chunkRows = Math.max(1, Math.floor((8 << 20) / (4 * cols)));
+    const chunkRows = rowsPerChunk(cols);
     for (let r0 = 0; r0 < rows; r0 += chunkRows) {
       const nr = Math.min(chunkRows, rows - r0);
       const src = arena.scratch(nr * cols * 4);

@@ -300,7 +300,8 @@ function f16Table(): Float32Array {
 
 // ---- writer ----
 
-const LITTLE_ENDIAN = new Uint8Array(new Uint32Array([1]).buffer)[0] === 1;
+/** Whether this process stores numbers little-endian, as safetensors files (and the wasm heap) do. */
+export const LITTLE_ENDIAN = new Uint8Array(new Uint32Array([1]).buffer)[0] === 1;
 
 export interface TensorToWrite {
   name: string;

@@ -20,15 +20,19 @@ export function gemmModule(): WebAssembly.Module {
   return module;
 }
 
-/** Whether this JS engine can run the kernel (wasm SIMD + shared memory). */
+let supported: boolean | undefined;
+/** Whether this JS engine can run the kernel (wasm SIMD + shared memory); checked once. */
 export function gemmSupported(): boolean {
-  try {
-    gemmModule();
-    new WebAssembly.Memory({ initial: 1, maximum: 1, shared: true });
-    return true;
-  } catch {
-    return false;
+  if (supported === undefined) {
+    try {
+      gemmModule();
+      new WebAssembly.Memory({ initial: 1, maximum: 1, shared: true });
+      supported = true;
+    } catch {
+      supported = false;
+    }
   }
+  return supported;
 }
 
 /** Rows padded to a multiple of 16 floats: the kernel's inner loop reads 16 at a time. */

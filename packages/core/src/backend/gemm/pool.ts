@@ -13,7 +13,7 @@
  */
 import os from 'node:os';
 import { MessageChannel, Worker, type MessagePort } from 'node:worker_threads';
-import { gemmModule, type Arena } from './arena.js';
+import { gemmModule, type Arena, type GemmFn } from './arena.js';
 
 // Control block: one SharedArrayBuffer seen as BigInt64Array (word 0) and Int32Array (from index 2).
 const CLAIM = 0; //   BigInt64 word: job (bits 40+) | tiles (bits 20..39) | next tile (bits 0..19)
@@ -33,8 +33,8 @@ export interface GemmJob {
 
 /**
  * The worker's whole program, started with eval (so it works from the TypeScript sources under jest
- * as well as from dist/). It must not refer to anything outside its own body: the control-block
- * indices above are repeated as literals.
+ * as well as from dist/). It must not refer to anything outside its own body but runTiles: the
+ * control-block indices above are repeated as literals.
  */
 function workerMain(): void {
   /* eslint-disable @typescript-eslint/no-require-imports */
@@ -42,15 +42,14 @@ function workerMain(): void {
   const { module, sab, port, index } = workerData as { module: WebAssembly.Module; sab: SharedArrayBuffer; port: MessagePort; index: number };
   const ctrl = new Int32Array(sab);
   const claims = new BigInt64Array(sab, 0, 1);
-  type Fn = (...a: number[]) => void;
-  const kernels = new Map<number, Fn>();
+  const kernels = new Map<number, GemmFn>();
   let seen = 0;
-  const kernel = (arena: number): Fn | undefined => {
+  const kernel = (arena: number): GemmFn | undefined => {
     if (Atomics.load(ctrl, 17 + index) !== seen) {
       for (let m = receiveMessageOnPort(port); m; m = receiveMessageOnPort(port)) {
         const msg = m.message as { attach?: number; memory?: WebAssembly.Memory; detach?: number };
         seen++;
-        if (msg.attach !== undefined) kernels.set(msg.attach, new WebAssembly.Instance(module, { env: { mem: msg.memory! } }).exports.gemm as Fn);
+        if (msg.attach !== undefined) kernels.set(msg.attach, new WebAssembly.Instance(module, { env: { mem: msg.memory! } }).exports.gemm as GemmFn);
         if (msg.detach !== undefined) kernels.delete(msg.detach);
       }
     }
@@ -65,21 +64,31 @@ function workerMain(): void {
     while (Atomics.load(ctrl, 2) === gen) Atomics.wait(ctrl, 2, gen);
     gen = Atomics.load(ctrl, 2);
     if (index >= Atomics.load(ctrl, 4)) continue; // fewer threads asked for than the pool has: sit this one out
-    for (;;) {
-      const c = Atomics.add(claims, 0, 1n);
-      const t = Number(c & 0xfffffn), tiles = Number((c >> 20n) & 0xfffffn);
-      if (t >= tiles) break;
-      // Tile t of the job whose parameters are in the block now (it cannot end before this tile).
-      const a = ctrl.slice(6, 17);
-      const [, W, x, y, bias, Kp, N, M, tileM, tileN, tilesN] = a;
-      const m0 = Math.floor(t / tilesN) * tileM, n0 = (t % tilesN) * tileN;
-      try {
-        kernel(a[0])!(W, x, y, bias, Kp, N, n0, Math.min(N, n0 + tileN), m0, Math.min(M, m0 + tileM));
-      } catch {
-        Atomics.store(ctrl, 5, 1); // a trap (or a missing arena): the caller reports it, and must not wait forever
-      }
-      if (Atomics.add(ctrl, 3, 1) + 1 === tiles) Atomics.notify(ctrl, 3);
+    runTiles(ctrl, claims, kernel);
+  }
+}
+
+/**
+ * Claims and computes tiles until the current job has none left: the loop of every thread, the
+ * caller's included (workers get its source prepended to theirs, so it too must not refer to
+ * anything outside its own body).
+ */
+function runTiles(ctrl: Int32Array, claims: BigInt64Array, kernelOf: (arena: number) => GemmFn | undefined): void {
+  for (;;) {
+    const c = Atomics.add(claims, 0, 1n);
+    const t = Number(c & 0xfffffn), tiles = Number((c >> 20n) & 0xfffffn);
+    if (t >= tiles) return;
+    // Tile t of the job whose parameters are in the block now (it cannot end before this tile).
+    const [arena, W, x, y, bias, Kp, N, M, tileM, tileN, tilesN] = ctrl.slice(6, 17);
+    const m0 = Math.floor(t / tilesN) * tileM, n0 = (t % tilesN) * tileN;
+    try {
+      kernelOf(arena)!(W, x, y, bias, Kp, N, n0, Math.min(N, n0 + tileN), m0, Math.min(M, m0 + tileM));
+    } catch {
+      // A trap (or an arena a worker does not know): the caller reports it once every tile is
+      // accounted for, so nobody waits forever and no thread still writes after it throws.
+      Atomics.store(ctrl, 5, 1);
     }
+    if (Atomics.add(ctrl, 3, 1) + 1 === tiles) Atomics.notify(ctrl, 3);
   }
 }
 
@@ -109,7 +118,7 @@ class Pool {
   grow(n: number): void {
     for (let i = this.ports.length; i < Math.min(n, MAX_WORKERS); i++) {
       const { port1, port2 } = new MessageChannel();
-      const w = new Worker(`(${workerMain.toString()})()`, {
+      const w = new Worker(`${runTiles.toString()}\n(${workerMain.toString()})()`, {
         eval: true,
         workerData: { module: gemmModule(), sab: this.sab, port: port2, index: i },
         transferList: [port2],
@@ -159,18 +168,7 @@ class Pool {
     Atomics.store(this.claims, CLAIM, (BigInt(this.job) << 40n) | (BigInt(tiles) << 20n)); // publishes the job
     Atomics.add(c, GEN, 1);
     Atomics.notify(c, GEN);
-    for (;;) {
-      const t = Number(Atomics.add(this.claims, CLAIM, 1n) & 0xfffffn);
-      if (t >= tiles) break;
-      const m0 = Math.floor(t / tilesN) * tileM;
-      const n0 = (t % tilesN) * tileN;
-      try {
-        arena.gemm(j.W, j.x, j.y, j.bias, j.Kp, j.N, n0, Math.min(j.N, n0 + tileN), m0, Math.min(j.M, m0 + tileM));
-      } catch {
-        Atomics.store(c, FAILED, 1); // finish the job's bookkeeping first: no worker may still be writing when we throw
-      }
-      Atomics.add(c, DONE, 1);
-    }
+    runTiles(c, this.claims, () => arena.gemm);
     // Tiles another thread claimed and is still computing.
     let spins = 0;
     for (let d = Atomics.load(c, DONE); d < tiles; d = Atomics.load(c, DONE)) {
@@ -187,21 +185,16 @@ const g = globalThis as { [POOL]?: Pool };
 /** y = x·Wᵀ + bias over all threads (see GemmJob). Synchronous. */
 export function runGemm(arena: Arena, j: GemmJob): void {
   const threads = gemmThreads();
-  // Tiles: a few per thread for one-row (decode) calls; for many rows, blocks whose weight rows
-  // (~128 KB) and input rows stay in cache while they are reused.
-  let tileM: number, tileN: number;
-  if (j.M <= 8) {
-    tileM = j.M;
-    tileN = Math.max(16, Math.ceil(j.N / (threads * 16))); // small tiles: whoever is free takes the next
-  } else {
-    tileM = 32;
-    tileN = Math.max(8, Math.floor(131072 / (j.Kp * 4)));
-  }
-  const work = j.M * j.N * j.Kp;
-  if (threads === 1 || work < 1 << 16) {
+  if (threads === 1 || j.M * j.N * j.Kp < 1 << 16) {
     arena.gemm(j.W, j.x, j.y, j.bias, j.Kp, j.N, 0, j.N, 0, j.M);
     return;
   }
+  // Tiles: a few per thread for one-row (decode) calls; for many rows, blocks whose weight rows
+  // (~128 KB) and input rows stay in cache while they are reused.
+  const [tileM, tileN] =
+    j.M <= 8
+      ? [j.M, Math.max(16, Math.ceil(j.N / (threads * 16)))] // small tiles: whoever is free takes the next
+      : [32, Math.max(8, Math.floor(131072 / (j.Kp * 4)))];
   const pool = (g[POOL] ??= new Pool());
   if (pool.size < threads - 1) pool.grow(threads - 1);
   pool.run(arena, j, tileM, tileN, threads - 1);
