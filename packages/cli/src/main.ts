@@ -18,7 +18,7 @@ const program = new Command('sp')
   .description('GPT-2 interpretability: logit lens, speaking probes, neurons, generation')
   .option('-v, --verbose', 'more diagnostics on stderr (backend, timings, stack traces)')
   .option('--backend <name>', 'tfjs backend: wasm | cpu | tensorflow (default: $SP_BACKEND or the best installed)')
-  .option('--threads <n>', "threads for sp's matrix kernel on wasm/cpu (default: $SP_THREADS or one per core)")
+  .option('--threads <n>', "threads for sp's matrix kernel on wasm/cpu (default: $SP_THREADS or one per core, at most 8)")
   // One line on stderr for usage errors too: the hint goes on the error's own line.
   .configureOutput({ outputError: (str, write) => write(`${str.trimEnd()} (run with --help for usage)\n`) })
   .exitOverride();
