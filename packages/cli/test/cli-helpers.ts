@@ -2,11 +2,11 @@
 import { execSync, spawnSync } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
-import { repoRoot, sharedFixtures } from '../../core/test/helpers/fixtures.js';
+import { fixturesRoot, repoRoot } from '../../core/test/helpers/fixtures.js';
 
 export const ROOT = repoRoot;
 export const MAIN = path.join(ROOT, 'packages/cli/dist/main.js');
-export const FIXTURES = sharedFixtures;
+export const FIXTURES = fixturesRoot;
 
 function newest(dir: string): number {
   let t = 0;

@@ -12,7 +12,11 @@ interface LensJson {
   tokens: string[];
   ids: number[];
   layers: Array<{ layer: number; hook: string; positions: Array<{ top: Array<{ id: number; token: string; prob: number }>; entropy: number; kl: number }> }>;
-  neurons?: Array<{ layer: number; index: number }>;
+}
+/** `--neurons` adds the FF neurons at one position (what `topNeurons` returns). */
+interface LensNeuronsJson extends LensJson {
+  neuron_position: number;
+  neurons: Array<{ layer: number; index: number; score: number }>;
 }
 
 const tiny = path.join(FIXTURES, 'tiny-gpt2');
@@ -58,10 +62,10 @@ test('the human table shows output at the top and one column per token', () => {
 test('--view all, --neurons and the JSON they give', () => {
   const r = sp(['lens', '--model', tiny, '--ids', '464,3139,286', '--view', 'all', '--topk', '2', '--neurons', '4', '--position', '1', '--json']);
   expect(r.status).toBe(0);
-  const j = JSON.parse(r.stdout) as LensJson & { neurons: Array<{ layer: number; index: number; score: number }>; };
+  const j = JSON.parse(r.stdout) as LensNeuronsJson;
   expect(j.layers.map((l) => l.hook)).toEqual(['blocks.0.hook_resid_pre', 'blocks.0.hook_resid_mid', 'blocks.0.hook_resid_post', 'blocks.1.hook_resid_mid', 'blocks.1.hook_resid_post']);
   expect(j.neurons).toHaveLength(4);
-  expect((j as unknown as { neuron_position: number }).neuron_position).toBe(1);
+  expect(j.neuron_position).toBe(1);
   const scores = j.neurons.map((n) => Math.abs(n.score));
   expect([...scores].sort((a, b) => b - a)).toEqual(scores);
   expect(j.layers[4].positions.every((c) => c.kl < 1e-6)).toBe(true);

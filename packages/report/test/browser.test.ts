@@ -10,7 +10,7 @@ import type { Browser } from 'playwright-core';
 import { describeBrowser, hoverCentre, imageStats, launch, matchBaseline, openReport, type Opened } from './browser.js';
 import { PROBE } from './probe-fixture.js';
 
-const FIXTURE = path.resolve(path.dirname(new URL(import.meta.url).pathname), '../../../../shared/fixtures/tiny-gpt2');
+const FIXTURE = path.resolve(path.dirname(new URL(import.meta.url).pathname), '../../core/test/fixtures/tiny-gpt2');
 const PROMPT = 'The keys to the cabinet';
 
 describeBrowser('reports in headless Chromium', () => {

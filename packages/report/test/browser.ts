@@ -8,6 +8,7 @@ import path from 'node:path';
 import { chromium, type Browser, type Page } from 'playwright-core';
 import pixelmatch from 'pixelmatch';
 import { PNG } from 'pngjs';
+import { tmpDir } from '../../core/test/helpers/fixtures.js'; // removed after the test file
 
 export const CHROMIUM = process.env.SP_CHROMIUM ?? '/usr/bin/chromium';
 export const haveChromium = fs.existsSync(CHROMIUM);
@@ -36,7 +37,7 @@ export interface Opened {
 
 /** Write `html` to a temp file, open it, wait until every chart has rendered. */
 export async function openReport(browser: Browser, html: string, name: string): Promise<Opened> {
-  const file = path.join(fs.mkdtempSync(path.join(os.tmpdir(), 'sp-report-')), `${name}.html`);
+  const file = path.join(tmpDir('sp-report-'), `${name}.html`);
   fs.writeFileSync(file, html);
   const url = `file://${file}`;
   const page = await browser.newPage({ viewport: { width: 1100, height: 800 }, deviceScaleFactor: 1 });

@@ -7,8 +7,10 @@
  */
 import { firstBad, firstBitDiff, randArray, refGemm } from './reference.js';
 
-// ESM mocking: jest's object comes from import.meta (no @jest/globals in this workspace).
-const { jest: j } = import.meta as unknown as { jest: typeof jest };
+// ESM mocking: jest's object comes from import.meta (no @jest/globals in this workspace), and
+// @types/jest lacks the ESM call, so its signature (from @jest/environment) is declared here.
+type MockModule = <T = unknown>(moduleName: string, moduleFactory: () => T | Promise<T>, options?: { virtual?: boolean }) => typeof jest;
+const { jest: j } = import.meta as unknown as { jest: typeof jest & { unstable_mockModule: MockModule } };
 
 const K = 37, N = 53, Kp = 48; // padK(37)
 const ROWS = 3;

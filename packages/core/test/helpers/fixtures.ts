@@ -14,7 +14,8 @@ function findRepoRoot(): string {
 }
 
 export const repoRoot = findRepoRoot();
-export const sharedFixtures = path.resolve(repoRoot, '../shared/fixtures');
+/** The random test checkpoints and their golden answers (from an independent numpy GPT-2), in the repository. */
+export const fixturesRoot = path.join(repoRoot, 'packages/core/test/fixtures');
 export const FIXTURES = ['tiny-gpt2', 'tiny-gpt2-f16-prefixed'] as const;
 
 export interface GoldenTop { id: number; prob: number }
@@ -38,13 +39,24 @@ export interface Golden {
 }
 
 export function fixtureDir(name: string): string {
-  return path.join(sharedFixtures, name);
+  return path.join(fixturesRoot, name);
 }
 
 export function golden(name: string): Golden {
   return JSON.parse(fs.readFileSync(path.join(fixtureDir(name), 'golden.json'), 'utf8'));
 }
 
+const tmpDirs: string[] = [];
+
+/** A fresh folder in os.tmpdir(), removed after the test file (jest.setup.ts) or at exit. */
 export function tmpDir(prefix = 'sp-test-'): string {
-  return fs.mkdtempSync(path.join(os.tmpdir(), prefix));
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), prefix));
+  if (tmpDirs.length === 0) process.once('exit', removeTmpDirs);
+  tmpDirs.push(dir);
+  return dir;
+}
+
+/** Remove every folder tmpDir made so far. */
+export function removeTmpDirs(): void {
+  for (const d of tmpDirs.splice(0)) fs.rmSync(d, { recursive: true, force: true });
 }

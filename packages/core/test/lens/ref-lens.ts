@@ -79,7 +79,7 @@ export function topIds(lp: Float64Array, k: number): number[] {
 }
 
 /**
- * A random GPT-2 with large embeddings, so lens distributions are peaked (the shared fixtures'
+ * A random GPT-2 with large embeddings, so lens distributions are peaked (the test fixtures'
  * are nearly uniform over 50257 tokens): written as an HF dir, with its reference weights.
  */
 export function peakyModel(dir: string, cfg: Partial<RefConfig> = {}, seed = 99): RefWeights {

@@ -1,4 +1,4 @@
-/** The tfjs model against golden answers from an independent numpy GPT-2 (../shared/fixtures). */
+/** The tfjs model against golden answers from an independent numpy GPT-2 (packages/core/test/fixtures). */
 import { gpt2, generate, tf, type GPT2 } from '@sp/core';
 import { FIXTURES, fixtureDir, golden } from '../helpers/fixtures.js';
 
