@@ -16,9 +16,14 @@ export type HookFn = (t: tfc.Tensor, ctx: { hook: HookPoint }) => tfc.Tensor | v
 export type HookFilter = string | ((name: string) => boolean);
 export type FwdHook = [HookFilter, HookFn];
 
-/** Per-block hook suffixes in forward order, with shapes (batch first). */
+/**
+ * Per-block hook suffixes in forward order, with shapes (batch first). As in TransformerLens'
+ * LayerNorm: `ln*.hook_scale` = sqrt(var + eps) and `ln*.hook_normalized` = (x − mean) / scale,
+ * before the weight and bias (the next matmul reads normalized · w + b).
+ */
 export const BLOCK_HOOKS = [
   ['hook_resid_pre', '[batch, pos, d_model]'],
+  ['ln1.hook_scale', '[batch, pos, 1]'],
   ['ln1.hook_normalized', '[batch, pos, d_model]'],
   ['attn.hook_q', '[batch, pos, n_heads, d_head]'],
   ['attn.hook_k', '[batch, pos, n_heads, d_head]'],
@@ -28,6 +33,7 @@ export const BLOCK_HOOKS = [
   ['attn.hook_z', '[batch, pos, n_heads, d_head]'],
   ['hook_attn_out', '[batch, pos, d_model]'],
   ['hook_resid_mid', '[batch, pos, d_model]'],
+  ['ln2.hook_scale', '[batch, pos, 1]'],
   ['ln2.hook_normalized', '[batch, pos, d_model]'],
   ['mlp.hook_pre', '[batch, pos, d_mlp]'],
   ['mlp.hook_post', '[batch, pos, d_mlp]'],
@@ -39,7 +45,7 @@ export const BLOCK_HOOKS = [
 export function hookNames(nLayer: number): string[] {
   const names = ['hook_embed', 'hook_pos_embed'];
   for (let i = 0; i < nLayer; i++) for (const [s] of BLOCK_HOOKS) names.push(`blocks.${i}.${s}`);
-  names.push('ln_final.hook_normalized', 'hook_logits');
+  names.push('ln_final.hook_scale', 'ln_final.hook_normalized', 'hook_logits');
   return names;
 }
 
@@ -63,6 +69,11 @@ export class HookRunner {
 
   get empty(): boolean {
     return this.hooks.length === 0;
+  }
+
+  /** Whether any hook matches one of `names` (lets the forward pass skip work nobody observes). */
+  wants(...names: string[]): boolean {
+    return this.hooks.some(([match]) => names.some((n) => match(n)));
   }
 
   run(name: string, t: tfc.Tensor): tfc.Tensor {

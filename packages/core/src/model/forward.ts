@@ -61,6 +61,10 @@ export function forward(cfg: GPT2Config, w: DeviceWeights, inp: ForwardInput): F
   const pastLen = inp.past?.[0]?.k.shape[2] ?? 0;
   const T = pastLen + s;
   const hook = (name: string, t: tfc.Tensor): tfc.Tensor => (inp.hooks && !inp.hooks.empty ? inp.hooks.run(name, t) : t);
+  // `ln` = 'blocks.{i}.ln1' | 'blocks.{i}.ln2' | 'ln_final'. The fused kernel unless a hook (or
+  // the cache) wants this LayerNorm's hook_scale or hook_normalized; then TransformerLens' steps.
+  const norm = (ln: string, x: tfc.Tensor, lw: tfc.Tensor1D, lb: tfc.Tensor1D): tfc.Tensor =>
+    inp.hooks?.wants(ln + '.hook_scale', ln + '.hook_normalized') ? layerNormHooked(ln, x, lw, lb, eps, hook) : layerNorm(x, lw, lb, eps);
   const patch = (name: string, t: tfc.Tensor): tfc.Tensor => applyPatches(inp.patches, name, t, pastLen);
 
   // ---- embeddings ----
@@ -86,7 +90,7 @@ export function forward(cfg: GPT2Config, w: DeviceWeights, inp: ForwardInput): F
     resid = hook(p + 'hook_resid_pre', patch(p + 'hook_resid_pre', resid)); // [b, s, d]
 
     // ---- attention ----
-    const ln1 = hook(p + 'ln1.hook_normalized', layerNorm(resid, bw.ln1w, bw.ln1b, eps));
+    const ln1 = norm(p + 'ln1', resid, bw.ln1w, bw.ln1b); // [b, s, d]
     const qkv = bw.qkv.apply(ln1); // [b, s, 3d]
     const [q0, k0, v0] = tf.split(qkv, 3, -1);
     const heads = (t: tfc.Tensor) => tf.reshape(t, [b, s, h, dh]);
@@ -105,7 +109,7 @@ export function forward(cfg: GPT2Config, w: DeviceWeights, inp: ForwardInput): F
     resid = hook(p + 'hook_resid_mid', tf.add(resid, attnOut));
 
     // ---- MLP: pre = FF key activations, post = gelu(pre), out = post @ FF values ----
-    const ln2 = hook(p + 'ln2.hook_normalized', layerNorm(resid, bw.ln2w, bw.ln2b, eps));
+    const ln2 = norm(p + 'ln2', resid, bw.ln2w, bw.ln2b);
     const pre = hook(p + 'mlp.hook_pre', bw.fc.apply(ln2)); // [b, s, m]
     const post = hook(p + 'mlp.hook_post', geluNew(pre)); // [b, s, m]
     const mlpOut = hook(p + 'hook_mlp_out', bw.proj.apply(post)); // [b, s, d]
@@ -116,9 +120,25 @@ export function forward(cfg: GPT2Config, w: DeviceWeights, inp: ForwardInput): F
   const residFinal = resid as tfc.Tensor3D;
   if (inp.logits === 'none') return { present, residFinal };
   const last = inp.logits === 'last' && s > 1 ? tf.slice(resid, [0, s - 1, 0], [b, 1, d]) : resid;
-  const lnf = hook('ln_final.hook_normalized', layerNorm(last, w.lnfw, w.lnfb, eps));
+  const lnf = norm('ln_final', last, w.lnfw, w.lnfb);
   const logits = hook('hook_logits', unembed(w, lnf)) as tfc.Tensor3D; // [b, s|1, V]
   return { logits, present, residFinal };
+}
+
+/**
+ * LayerNorm in TransformerLens' steps and hook points: centre, hook_scale = sqrt(mean(xc²) + eps)
+ * [b, s, 1], hook_normalized = xc / scale (before w and b), then normalized · w + b. A hook that
+ * replaces scale or normalized changes what follows, as in TransformerLens; hooks that only read
+ * (the cache) leave the output to the plain layerNorm, so observing never changes the logits.
+ */
+export function layerNormHooked(ln: string, x: tfc.Tensor, w: tfc.Tensor1D, b: tfc.Tensor1D, eps: number, hook: (name: string, t: tfc.Tensor) => tfc.Tensor): tfc.Tensor {
+  const xc = tf.sub(x, tf.mean(x, -1, true));
+  const scale0 = tf.sqrt(tf.add(tf.mean(tf.square(xc), -1, true), eps));
+  const scale = hook(ln + '.hook_scale', scale0);
+  const normalized0 = tf.div(xc, scale);
+  const normalized = hook(ln + '.hook_normalized', normalized0);
+  if (scale === scale0 && normalized === normalized0) return layerNorm(x, w, b, eps); // nothing replaced
+  return tf.add(tf.mul(normalized, w), b);
 }
 
 function attentionBias(b: number, s: number, pastLen: number, keyMask?: number[][]): tfc.Tensor {

@@ -89,9 +89,9 @@ describe('reading hooks (runWithCache)', () => {
 /** Hook names of SPEC's model, known before the model loads (test.each needs them up front). */
 function writeRandomGpt2Names(): string[] {
   const names = ['hook_embed', 'hook_pos_embed'];
-  const block = ['hook_resid_pre', 'ln1.hook_normalized', 'attn.hook_q', 'attn.hook_k', 'attn.hook_v', 'attn.hook_attn_scores', 'attn.hook_pattern', 'attn.hook_z', 'hook_attn_out', 'hook_resid_mid', 'ln2.hook_normalized', 'mlp.hook_pre', 'mlp.hook_post', 'hook_mlp_out', 'hook_resid_post'];
+  const block = ['hook_resid_pre', 'ln1.hook_scale', 'ln1.hook_normalized', 'attn.hook_q', 'attn.hook_k', 'attn.hook_v', 'attn.hook_attn_scores', 'attn.hook_pattern', 'attn.hook_z', 'hook_attn_out', 'hook_resid_mid', 'ln2.hook_scale', 'ln2.hook_normalized', 'mlp.hook_pre', 'mlp.hook_post', 'hook_mlp_out', 'hook_resid_post'];
   for (let i = 0; i < SPEC.nLayer; i++) for (const s of block) names.push(`blocks.${i}.${s}`);
-  return [...names, 'ln_final.hook_normalized', 'hook_logits'];
+  return [...names, 'ln_final.hook_scale', 'ln_final.hook_normalized', 'hook_logits'];
 }
 
 describe('replacing activations', () => {
@@ -161,6 +161,8 @@ describe('replacing activations', () => {
     expect(shapes.get('blocks.1.attn.hook_q')).toEqual([1, s, 4, 8]);
     expect(shapes.get('blocks.1.attn.hook_pattern')).toEqual([1, 4, s, s]);
     expect(shapes.get('blocks.0.mlp.hook_post')).toEqual([1, s, 4 * SPEC.dModel]);
+    expect(shapes.get('blocks.1.ln2.hook_scale')).toEqual([1, s, 1]);
+    expect(shapes.get('ln_final.hook_normalized')).toEqual([1, s, SPEC.dModel]);
     expect(shapes.get('hook_logits')).toEqual([1, s, 50257]);
   });
 

@@ -2,8 +2,9 @@
  * The tfjs GPT-2 against the naive float64 reference on random checkpoints written with the
  * library's writer: several shapes, F32/F16/BF16, `transformer.` prefix or not, with or without
  * config.json (then inferred from shapes) and with or without HF's attn.bias/masked_bias buffers.
- * Checked: every hook activation, logits within 1e-4, and greedy continuations (KV cache vs the
- * reference's full recomputation).
+ * Checked: every hook activation (LayerNorm hook_scale / hook_normalized with TransformerLens'
+ * meaning), logits within 1e-4, and greedy continuations (KV cache vs the reference's full
+ * recomputation).
  */
 import fs from 'node:fs';
 import { generate, gpt2, tf, type GPT2 } from '@sp/core';
@@ -87,7 +88,7 @@ describe.each(CASES.map((c) => [specLabel(c), c] as const))('random GPT-2 %s vs 
 
   test('every hook activation and the logits match the reference', () => {
     const ref = refWeights();
-    expect(model.hookNames()).toHaveLength(2 + 15 * c.nLayer + 2);
+    expect(model.hookNames()).toHaveLength(2 + 17 * c.nLayer + 3);
     expect(compareAll(model, ref, prompt)).toEqual([]);
   });
 

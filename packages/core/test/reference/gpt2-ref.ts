@@ -37,6 +37,11 @@ export interface RefOptions {
   embeds?: Array<{ pos: number; vector: ArrayLike<number> }>;
   /** Replaces blocks.{layer}.hook_resid_pre at `pos` (the whole residual vector) before block `layer` runs. */
   residPre?: Array<{ layer: number; pos: number; vector: ArrayLike<number> }>;
+  /**
+   * Replaces a LayerNorm hook (`*.hook_scale` [seq, 1] or `*.hook_normalized` [seq, d]) by what the
+   * function returns, as a TransformerLens hook would; the cache holds the replaced values.
+   */
+  lnHooks?: Record<string, (values: Float64Array, shape: number[]) => ArrayLike<number>>;
 }
 
 export interface RefActivation {
@@ -91,6 +96,44 @@ function layerNorm(x: Float64Array, rows: number, d: number, w: Vec, b: Vec, eps
     const inv = 1 / sqrt(variance + eps);
     for (let i = 0; i < d; i++) out[r * d + i] = (x[r * d + i] - mean) * inv * w[i] + b[i];
   }
+  return out;
+}
+
+/**
+ * TransformerLens' LayerNorm, step by step: centre, scale = sqrt(mean(xc²) + eps) [rows, 1] (hook
+ * point), normalized = xc / scale [rows, d] (hook point, before the weight and bias), out =
+ * normalized * w + b. `at(name, shape, values)` may replace either hook's values.
+ */
+function layerNormHooked(
+  name: string,
+  x: Float64Array,
+  rows: number,
+  d: number,
+  w: Vec,
+  b: Vec,
+  eps: number,
+  at: (name: string, shape: number[], values: Float64Array) => Float64Array,
+): Float64Array {
+  const centered = new Float64Array(rows * d);
+  const scale0 = new Float64Array(rows);
+  for (let r = 0; r < rows; r++) {
+    let mean = 0;
+    for (let i = 0; i < d; i++) mean += x[r * d + i];
+    mean /= d;
+    let sq = 0;
+    for (let i = 0; i < d; i++) {
+      const c = x[r * d + i] - mean;
+      centered[r * d + i] = c;
+      sq += c * c;
+    }
+    scale0[r] = sqrt(sq / d + eps);
+  }
+  const scale = at(`${name}.hook_scale`, [rows, 1], scale0);
+  const normalized0 = new Float64Array(rows * d);
+  for (let r = 0; r < rows; r++) for (let i = 0; i < d; i++) normalized0[r * d + i] = centered[r * d + i] / scale[r];
+  const normalized = at(`${name}.hook_normalized`, [rows, d], normalized0);
+  const out = new Float64Array(rows * d);
+  for (let r = 0; r < rows; r++) for (let i = 0; i < d; i++) out[r * d + i] = normalized[r * d + i] * w[i] + b[i];
   return out;
 }
 
@@ -172,6 +215,20 @@ export function refForward(w: RefWeights, ids: number[], opts: RefOptions = {}):
   const put = (name: string, shape: number[], data: Float64Array): void => {
     cache.set(name, { shape, data });
   };
+  const usedLnHooks = new Set<string>();
+  /** A LayerNorm hook point: apply any lnHooks replacement, cache, pass on. */
+  const lnHook = (name: string, shape: number[], values: Float64Array): Float64Array => {
+    const fn = opts.lnHooks?.[name];
+    let out = values;
+    if (fn) {
+      usedLnHooks.add(name);
+      const r = fn(Float64Array.from(values), shape);
+      if (r.length !== values.length) throw new Error(`reference GPT-2: lnHooks[${name}] returned ${r.length} values, expected ${values.length}`);
+      out = Float64Array.from(r);
+    }
+    put(name, shape, out);
+    return out;
+  };
 
   for (const e of opts.embeds ?? []) {
     if (!Number.isInteger(e.pos) || e.pos < 0 || e.pos >= seq) throw new Error(`reference GPT-2: embeds pos ${e.pos} out of range [0, ${seq})`);
@@ -215,8 +272,7 @@ export function refForward(w: RefWeights, ids: number[], opts: RefOptions = {}):
     put(`${hook}hook_resid_pre`, [seq, d], x);
 
     // attention
-    const a = layerNorm(x, seq, d, weight(w, `${pre}ln_1.weight`, d), weight(w, `${pre}ln_1.bias`, d), c.eps);
-    put(`${hook}ln1.hook_normalized`, [seq, d], a);
+    const a = layerNormHooked(`${hook}ln1`, x, seq, d, weight(w, `${pre}ln_1.weight`, d), weight(w, `${pre}ln_1.bias`, d), c.eps, lnHook);
 
     const qkv = linear(a, seq, d, weight(w, `${pre}attn.c_attn.weight`, d * 3 * d), 3 * d, weight(w, `${pre}attn.c_attn.bias`, 3 * d));
     const q = new Float64Array(seq * d); // [seq, nHead, dHead]
@@ -283,8 +339,7 @@ export function refForward(w: RefWeights, ids: number[], opts: RefOptions = {}):
     put(`${hook}hook_resid_mid`, [seq, d], mid);
 
     // MLP
-    const m = layerNorm(mid, seq, d, weight(w, `${pre}ln_2.weight`, d), weight(w, `${pre}ln_2.bias`, d), c.eps);
-    put(`${hook}ln2.hook_normalized`, [seq, d], m);
+    const m = layerNormHooked(`${hook}ln2`, mid, seq, d, weight(w, `${pre}ln_2.weight`, d), weight(w, `${pre}ln_2.bias`, d), c.eps, lnHook);
 
     const mlpPre = linear(m, seq, d, weight(w, `${pre}mlp.c_fc.weight`, d * dMlp), dMlp, weight(w, `${pre}mlp.c_fc.bias`, dMlp));
     put(`${hook}mlp.hook_pre`, [seq, dMlp], mlpPre);
@@ -300,11 +355,11 @@ export function refForward(w: RefWeights, ids: number[], opts: RefOptions = {}):
     put(`${hook}hook_resid_post`, [seq, d], x);
   }
 
-  const final = layerNorm(x, seq, d, weight(w, 'ln_f.weight', d), weight(w, 'ln_f.bias', d), c.eps);
-  put('ln_final.hook_normalized', [seq, d], final);
+  const final = layerNormHooked('ln_final', x, seq, d, weight(w, 'ln_f.weight', d), weight(w, 'ln_f.bias', d), c.eps, lnHook);
 
   const logits = unembed(final, seq, d, wte, vocab);
   put('hook_logits', [seq, vocab], logits);
+  for (const n of Object.keys(opts.lnHooks ?? {})) if (!usedLnHooks.has(n)) throw new Error(`reference GPT-2: lnHooks names no LayerNorm hook point: ${n}`);
 
   return { logits: rowsOf(logits, seq, vocab), cache };
 }

@@ -1,12 +1,12 @@
 /**
  * Validates the float64 reference GPT-2 (used by other tests to check the tfjs implementation)
- * against golden answers of an independent numpy GPT-2 in ../shared/fixtures, plus internal
+ * against golden answers of an independent numpy GPT-2 in packages/core/test/fixtures, plus internal
  * consistency checks.
  */
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { sharedFixtures, type Golden, type GoldenCase } from '../helpers/fixtures.js';
+import { fixturesRoot, type Golden, type GoldenCase } from '../helpers/fixtures.js';
 import {
   applyRepetitionPenalty,
   logSoftmax,
@@ -20,7 +20,7 @@ import {
 import { randomRefWeights } from './random-model.js';
 import { bf16ToNumber, f16ToNumber, readSafetensorsDir } from './safetensors-mini.js';
 
-const fixturesDir = sharedFixtures;
+const fixturesDir = fixturesRoot;
 
 // Module-level aliases: looking up the global `Math` inside jest's vm context is slow in hot loops.
 const M = Math;
@@ -182,6 +182,7 @@ describe('reference GPT-2 internal consistency (random model)', () => {
     const expected: Record<string, number[]> = {
       hook_embed: [seq, d],
       hook_pos_embed: [seq, d],
+      'ln_final.hook_scale': [seq, 1],
       'ln_final.hook_normalized': [seq, d],
       hook_logits: [seq, cfg.vocabSize],
     };
@@ -189,6 +190,7 @@ describe('reference GPT-2 internal consistency (random model)', () => {
       const b = `blocks.${i}.`;
       Object.assign(expected, {
         [`${b}hook_resid_pre`]: [seq, d],
+        [`${b}ln1.hook_scale`]: [seq, 1],
         [`${b}ln1.hook_normalized`]: [seq, d],
         [`${b}attn.hook_q`]: [seq, cfg.nHead, dHead],
         [`${b}attn.hook_k`]: [seq, cfg.nHead, dHead],
@@ -198,6 +200,7 @@ describe('reference GPT-2 internal consistency (random model)', () => {
         [`${b}attn.hook_z`]: [seq, cfg.nHead, dHead],
         [`${b}hook_attn_out`]: [seq, d],
         [`${b}hook_resid_mid`]: [seq, d],
+        [`${b}ln2.hook_scale`]: [seq, 1],
         [`${b}ln2.hook_normalized`]: [seq, d],
         [`${b}mlp.hook_pre`]: [seq, 4 * d],
         [`${b}mlp.hook_post`]: [seq, 4 * d],
@@ -241,6 +244,66 @@ describe('reference GPT-2 internal consistency (random model)', () => {
         expect(Math.abs(s - logits[p][t])).toBeLessThan(1e-10);
       }
     }
+  });
+
+  it("LayerNorm hooks have TransformerLens' meaning: scale = sqrt(var + eps), normalized = (x - mean) / scale before w, b", () => {
+    const { cache } = refForward(w, ids);
+    const qkvW = w.get('h.0.attn.c_attn.weight');
+    const qkvB = w.get('h.0.attn.c_attn.bias');
+    for (const [ln, input] of [
+      ['blocks.0.ln1', 'blocks.0.hook_resid_pre'],
+      ['blocks.2.ln2', 'blocks.2.hook_resid_mid'],
+      ['ln_final', `blocks.${cfg.nLayer - 1}.hook_resid_post`],
+    ]) {
+      const x = cache.get(input)!.data;
+      const scale = cache.get(`${ln}.hook_scale`)!.data;
+      const normalized = cache.get(`${ln}.hook_normalized`)!.data;
+      expect(scale.length).toBe(seq);
+      for (let p = 0; p < seq; p++) {
+        const row = Array.from(x.subarray(p * d, (p + 1) * d));
+        const mean = row.reduce((a, b) => a + b, 0) / d;
+        const variance = row.reduce((a, b) => a + (b - mean) ** 2, 0) / d;
+        expect(Math.abs(scale[p] - Math.sqrt(variance + cfg.eps))).toBeLessThan(1e-12);
+        const n = normalized.subarray(p * d, (p + 1) * d);
+        expect(maxAbsDiff(n, row.map((v) => (v - mean) / Math.sqrt(variance + cfg.eps)))).toBeLessThan(1e-12);
+        // mean 0, variance 1 - eps/scale² (the eps inside the root), whatever w and b are
+        expect(Math.abs(n.reduce((a, b) => a + b, 0) / d)).toBeLessThan(1e-12);
+        expect(Math.abs(n.reduce((a, b) => a + b * b, 0) / d - variance / (variance + cfg.eps))).toBeLessThan(1e-12);
+      }
+      expect(maxAbsDiff(normalized, x)).toBeGreaterThan(0.1);
+    }
+    // ln1's output (normalized * w + b) is what the attention reads: q = (n * w + b) @ W_q + b_q
+    const n0 = cache.get('blocks.0.ln1.hook_normalized')!.data;
+    const lw = w.get('h.0.ln_1.weight');
+    const lb = w.get('h.0.ln_1.bias');
+    const q = cache.get('blocks.0.attn.hook_q')!.data;
+    for (const [p, o] of [[0, 0], [seq - 1, d - 1], [3, 5]]) {
+      let s = qkvB[o];
+      for (let i = 0; i < d; i++) s += (n0[p * d + i] * lw[i] + lb[i]) * qkvW[i * 3 * d + o];
+      expect(Math.abs(s - q[p * d + o])).toBeLessThan(1e-10);
+    }
+  });
+
+  it('lnHooks replace hook_scale / hook_normalized and what follows sees the replacement', () => {
+    const base = refForward(w, ids);
+    const doubled = refForward(w, ids, { lnHooks: { 'ln_final.hook_normalized': (v) => v.map((x) => 2 * x) } });
+    const nf = base.cache.get('ln_final.hook_normalized')!.data;
+    expect(maxAbsDiff(doubled.cache.get('ln_final.hook_normalized')!.data, nf.map((x) => 2 * x))).toBe(0);
+    const lw = w.get('ln_f.weight');
+    const lb = w.get('ln_f.bias');
+    const wte = w.get('wte.weight');
+    for (const [p, t] of [[0, 0], [seq - 1, 262], [2, 50256]]) {
+      let s = 0;
+      for (let i = 0; i < d; i++) s += (2 * nf[p * d + i] * lw[i] + lb[i]) * wte[t * d + i];
+      expect(Math.abs(s - doubled.logits[p][t])).toBeLessThan(1e-10);
+    }
+    // halving ln1's scale doubles its normalized output (normalized is computed from the hooked scale)
+    const half = refForward(w, ids, { lnHooks: { 'blocks.1.ln1.hook_scale': (v) => v.map((x) => x / 2) } });
+    expect(maxAbsDiff(half.cache.get('blocks.1.ln1.hook_normalized')!.data, base.cache.get('blocks.1.ln1.hook_normalized')!.data.map((x) => 2 * x))).toBeLessThan(1e-12);
+    expect(maxAbsDiff(half.cache.get('blocks.0.hook_resid_post')!.data, base.cache.get('blocks.0.hook_resid_post')!.data)).toBe(0);
+    expect(maxAbsDiff(half.logits.flat(), base.logits.flat())).toBeGreaterThan(1e-3);
+    expect(() => refForward(w, ids, { lnHooks: { 'blocks.0.ln1.hook_nope': (v) => v } })).toThrow(/hook_nope/);
+    expect(() => refForward(w, ids, { lnHooks: { 'ln_final.hook_scale': (v) => v.subarray(1) } })).toThrow(/values/);
   });
 
   it('attention: causal scores are -Infinity above the diagonal, pattern rows sum to 1', () => {
