@@ -10,7 +10,7 @@ import type { LensResult, NeuronsResult, RankingsResult, SpeakingProbeResult, Wa
 import type { TopLevelSpec } from 'vega-lite';
 import { toVega } from './render.js';
 import { lensGridSpec, lensStatsSpec, neuronsSpec, projectionSpec, rankingSpec, watchSpec } from './specs.js';
-import { esc, quoteToken } from './tokens.js';
+import { esc, quoteText, quoteToken } from './tokens.js';
 
 const require = createRequire(import.meta.url);
 let vegaSource: string | undefined;
@@ -142,7 +142,7 @@ const LENS_INTRO = 'Each cell reads the residual stream at that layer and positi
 const STATS_INTRO = 'Entropy of the lens distribution, its KL divergence from the model’s output distribution, and the top-1 probability, per layer: averaged over positions and at the last position.';
 
 function promptText(tokens: string[]): string {
-  return quoteToken(tokens.join(''));
+  return quoteText(tokens);
 }
 
 /** Layer-prediction grid and per-layer statistics (and, given, the top FF neurons) of one or more prompts. */

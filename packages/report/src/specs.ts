@@ -4,7 +4,7 @@
  */
 import type { LensResult, NeuronsResult, RankingsResult, WatchResult } from '@sp/core';
 import type { TopLevelSpec } from 'vega-lite';
-import { fmtProb, quoteToken, showToken } from './tokens.js';
+import { fmtProb, quoteText, quoteToken, showToken } from './tokens.js';
 
 const SCHEMA = 'https://vega.github.io/schema/vega-lite/v6.json'; // an identifier only; nothing is fetched
 
@@ -177,7 +177,7 @@ export function watchSpec(w: WatchResult, opts: { title?: string } = {}): TopLev
   });
   return {
     $schema: SCHEMA,
-    title: opts.title ?? `Candidates after ${quoteToken(w.tokens.slice(0, w.position + 1).join(''))}`,
+    title: opts.title ?? `Candidates after ${quoteText(w.tokens.slice(0, w.position + 1))}`,
     data: { values },
     hconcat: [enc('rank', 'rank (log, 1 = top)', true), enc('prob', 'probability', false)],
     config,

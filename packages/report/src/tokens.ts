@@ -1,20 +1,26 @@
-/** How tokens are shown: whitespace made visible where it would otherwise vanish, long tokens cut. */
+/**
+ * How tokens are shown: @sp/core's displayToken (control bytes, lone UTF-8 bytes and other
+ * invisible characters made readable, and valid in XML), long tokens cut.
+ */
+import { displayText, displayToken, joinTokens, quoteToken } from '@sp/core/light';
 
-/** Cell/axis text: newlines and tabs as symbols, at most `max` characters. */
+/** Unambiguous form for tooltips and tables: the token as a JSON string literal, controls escaped. */
+export { quoteToken };
+
+/** A run of tokens as the text they spell (lone bytes of a split character joined again), quoted. */
+export function quoteText(tokens: string[]): string {
+  return quoteToken(joinTokens(tokens));
+}
+
+/** Cell/axis text: displayToken's form, at most `max` characters (never splitting a character). */
 export function showToken(t: string, max = 10): string {
-  const s = t.replace(/\n/g, '↵').replace(/\r/g, '␍').replace(/\t/g, '⇥');
-  const shown = s.trim() === '' ? s.replace(/ /g, '␣') : s; // an all-space token would be invisible
-  return shown.length > max ? shown.slice(0, max - 1) + '…' : shown;
+  const chars = Array.from(displayToken(t));
+  return chars.length > max ? chars.slice(0, max - 1).join('') + '…' : chars.join('');
 }
 
-/** Unambiguous form for tooltips and tables: the token in double quotes, with JSON escapes. */
-export function quoteToken(t: string): string {
-  return JSON.stringify(t);
-}
-
-/** Escape text for HTML. */
+/** Escape text for HTML; control characters made visible (they are not allowed in HTML text). */
 export function esc(s: string): string {
-  return s.replace(/[&<>"']/g, (c) => ({ '&': '&amp;', '<': '&lt;', '>': '&gt;', '"': '&quot;', "'": '&#39;' })[c]!);
+  return displayText(s).replace(/[&<>"']/g, (c) => ({ '&': '&amp;', '<': '&lt;', '>': '&gt;', '"': '&quot;', "'": '&#39;' })[c]!);
 }
 
 /** Probability for people: 3 significant digits, scientific below 0.001. */

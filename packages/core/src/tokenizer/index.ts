@@ -9,6 +9,7 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { Tokenizer } from '@huggingface/tokenizers';
 import { SpError } from '../errors.js';
+import { decodeEscaped, encodeEscaped } from './display.js';
 
 /** Works from both src/tokenizer and dist/tokenizer: each is two levels under the package root. */
 const BUNDLED_URL = new URL('../../assets/gpt2-tokenizer.json', import.meta.url);
@@ -70,7 +71,7 @@ function byteToUnicodeTable(): string[] {
   return table;
 }
 const BYTE_TO_UNICODE = byteToUnicodeTable();
-const utf8 = new TextEncoder();
+const UNICODE_TO_BYTE = new Map(BYTE_TO_UNICODE.map((c, b) => [c, b]));
 
 export class GPT2Tokenizer {
   /** One more than the largest token id (vocab plus added tokens); 50257 for GPT-2. */
@@ -137,15 +138,26 @@ export class GPT2Tokenizer {
     return this.tok.encode(text, { add_special_tokens: false }).ids;
   }
 
-  decode(ids: number[]): string {
+  /** Text of `ids`; `skipSpecialTokens` drops special tokens (`<|endoftext|>`), as HF's decode(skip_special_tokens=True). */
+  decode(ids: number[], opts: { skipSpecialTokens?: boolean } = {}): string {
     for (let i = 0; i < ids.length; i++) this.checkId(ids[i], `token id at position ${i}`);
     if (ids.length === 0) return ''; // @huggingface/tokenizers rejects an empty array
-    return this.tok.decode(ids, { skip_special_tokens: false, clean_up_tokenization_spaces: false });
+    return this.tok.decode(ids, { skip_special_tokens: opts.skipSpecialTokens ?? false, clean_up_tokenization_spaces: false });
   }
 
-  /** The decoded text of one token, e.g. `' the'` for 262 (a partial UTF-8 sequence shows as U+FFFD). */
+  /**
+   * The decoded text of one token, e.g. `' the'` for 262. A byte that is not part of complete UTF-8
+   * (GPT-2's byte tokens 0x80–0xff, half a CJK character) is the lone surrogate U+DC00+byte, as in
+   * Python's "surrogateescape", where Hugging Face's decode shows U+FFFD: every token gets its own
+   * string, and `tokenId(tokenString(id)) === id`. `displayToken` shows it as `\xe3`.
+   */
   tokenString(id: number): string {
     this.checkId(id, 'token id');
+    const sym = this.byteLevel ? this.tok.id_to_token(id) : undefined;
+    if (sym !== undefined && !this.addedIds.has(sym)) {
+      const bytes = Array.from(sym, (c: string) => UNICODE_TO_BYTE.get(c));
+      if (bytes.every((b) => b !== undefined)) return decodeEscaped(bytes as number[]);
+    }
     return this.tok.decode([id], { skip_special_tokens: false, clean_up_tokenization_spaces: false });
   }
 
@@ -155,10 +167,11 @@ export class GPT2Tokenizer {
     const added = this.addedIds.get(token);
     if (added !== undefined) return added;
     if (this.byteLevel) {
+      const bytes = encodeEscaped(token); // lone bytes come as U+DC80–U+DCFF, as tokenString gives them
+      if (bytes === undefined) return undefined;
       let s = '';
-      for (const b of utf8.encode(token)) s += BYTE_TO_UNICODE[b];
+      for (const b of bytes) s += BYTE_TO_UNICODE[b];
       const id = this.tok.token_to_id(s);
-      // Guard against lone surrogates (which TextEncoder replaces) by checking the round trip.
       return id !== undefined && this.tokenString(id) === token ? id : undefined;
     }
     const ids = this.encode(token);
