@@ -6,7 +6,7 @@ import { spawnSync } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
 import { Command } from 'commander';
-import { gpt2, speakingProbe, SpError, type SpeakingProbeResult } from '@sp/core';
+import { gpt2, SafetensorsFile, speakingProbe, SpError, type SpeakingProbeResult } from '@sp/core';
 import { registerProbe } from '../src/commands/probe.js';
 import { fixtureDir, golden, repoRoot, tmpDir } from '../../core/test/helpers/fixtures.js';
 
@@ -166,5 +166,35 @@ describe('sp probe (real process)', () => {
       expect(r.stdout).toBe('');
       expect(r.stderr).toMatch(/^error: [^\n]+\n$/);
     }
+  });
+});
+
+describe('sp probe: <|endoftext|> in sample texts', () => {
+  // A vector that, entering the last block at the virtual (last) position, makes tiny-gpt2 say EOS next.
+  let vecFile: string;
+  beforeAll(() => {
+    const f = SafetensorsFile.open(path.join(model, 'model.safetensors'));
+    try {
+      const name = f.tensors.has('wte.weight') ? 'wte.weight' : 'transformer.wte.weight';
+      vecFile = path.join(tmpDir('sp-probe-eos-'), 'eos.json');
+      fs.writeFileSync(vecFile, JSON.stringify(Array.from(f.readRow(name, 50256), (v) => 40 * v)));
+    } finally {
+      f.close();
+    }
+  });
+  afterAll(() => fs.rmSync(path.dirname(vecFile), { recursive: true, force: true }));
+  const args = () => ['--model', model, '--prompt', 'The term "<neuron>', '--neuron', `file:${vecFile}`, '--inject-layer', '1', '--greedy', '--max-new-tokens', '3', '--top', '0'];
+
+  test('dropped by default (skip_special_tokens=True), kept with --keep-special-tokens; ids keep the EOS id', async () => {
+    const r = await probeJson(args());
+    const k = await probeJson([...args(), '--keep-special-tokens']);
+    expect(r.samples[0].new_ids).toEqual([50256]); // stopped at EOS
+    expect(k.samples[0].new_ids).toEqual([50256]);
+    expect(r.samples[0].text).toBe('');
+    expect(k.samples[0].text).toBe('<|endoftext|>');
+    expect(r.options.skip_special_tokens).toBe(true);
+    expect(k.options.skip_special_tokens).toBe(false);
+    expect(await probe(args())).not.toContain('<|endoftext|>');
+    expect(await probe([...args(), '--keep-special-tokens'])).toContain('<|endoftext|>');
   });
 });

@@ -77,3 +77,15 @@ test('bad input: one line, exit 1, saying what is wrong', () => {
   expectOneLineError(sp(['rank', '--model', tiny, '--ids', ids, '--position', '1']), '--position needs --watch');
   expectOneLineError(sp(['rank', '--model', tiny, '--prompt', '']), 'empty');
 });
+
+test("--ecco-position: Ecco's numbering (the predicted token) reads hidden state p - 1", () => {
+  const w = (extra: string[]) => json<{ position: number; layers: unknown[] }>(['rank', '--model', tiny, '--ids', ids, '--watch', ' is, are', '--json', ...extra]);
+  const ecco = w(['--ecco-position', '3']);
+  expect(ecco.position).toBe(2);
+  expect(ecco).toEqual(w(['--position', '2']));
+  expect(w(['--ecco-position', '5'])).toEqual(w([])); // Ecco's position=5 on a 5-token prompt: the last state
+  expectOneLineError(sp(['rank', '--model', tiny, '--ids', ids, '--watch', ' is', '--ecco-position', '6']), 'Ecco position 6 is out of range for a 5-token prompt (use 1..5');
+  expectOneLineError(sp(['rank', '--model', tiny, '--ids', ids, '--watch', ' is', '--ecco-position', '0']), 'Ecco position 0 is out of range');
+  expectOneLineError(sp(['rank', '--model', tiny, '--ids', ids, '--watch', ' is', '--ecco-position', '2', '--position', '1']), 'give --position or --ecco-position, not both');
+  expectOneLineError(sp(['rank', '--model', tiny, '--ids', ids, '--ecco-position', '2']), '--ecco-position needs --watch');
+});

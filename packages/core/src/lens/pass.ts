@@ -1,8 +1,9 @@
 /**
  * The one computation behind every lens view: run the model once, capture the residual stream at
  * the chosen hook points, and push all (position, row) vectors through ln_f + the unembedding in
- * ONE batched matmul; top-k, entropy, KL to the output and target ranks are then whole-tensor
- * reductions over that [cells·rows, vocab] block. Nothing loops over layers or positions in tfjs.
+ * ONE batched matmul; top-k runs on that [cells·rows, vocab] block in tfjs, and the softmax
+ * normaliser, entropy, KL to the output and target ranks are float64 loops over its float32 logits.
+ * Nothing loops over layers or positions in tfjs.
  *
  * Shapes: b = batch, s = positions, R = rows (hook points), d = d_model, V = d_vocab,
  * P = selected cells (batch row, position), k = top-k, W = target tokens per cell.
@@ -73,10 +74,11 @@ export interface PassOutput {
   k: number;
   W: number;
   topIds: Int32Array; // [P, R, k]
-  topLogp: Float32Array; // [P, R, k]
-  entropy: Float32Array; // [P, R] (empty without stats)
-  kl: Float32Array; // [P, R]
-  targetLogp: Float32Array; // [P, R, W]
+  /** Log-probabilities, float64 (normalisers summed in float64 over the float32 logits). */
+  topLogp: Float64Array; // [P, R, k]
+  entropy: Float64Array; // [P, R] (empty without stats)
+  kl: Float64Array; // [P, R]
+  targetLogp: Float64Array; // [P, R, W]
   ranks: Int32Array; // [P, R, W]
 }
 
@@ -113,31 +115,27 @@ export function lensPass(model: GPT2, batch: TokenBatch, req: PassRequest): Pass
 
   const out: PassOutput = {
     rows, R, k, W,
-    topIds: new Int32Array(P * R * k), topLogp: new Float32Array(P * R * k),
-    entropy: new Float32Array(req.stats ? P * R : 0), kl: new Float32Array(req.stats ? P * R : 0),
-    targetLogp: new Float32Array(P * R * W), ranks: new Int32Array(P * R * W),
+    topIds: new Int32Array(P * R * k), topLogp: new Float64Array(P * R * k),
+    entropy: new Float64Array(req.stats ? P * R : 0), kl: new Float64Array(req.stats ? P * R : 0),
+    targetLogp: new Float64Array(P * R * W), ranks: new Int32Array(P * R * W),
   };
   try {
-    const perCell = R * V * Math.max(1, W);
+    const perCell = R * V;
     const step = Math.max(1, Math.floor((req.blockElements ?? MAX_BLOCK_ELEMENTS) / perCell));
     for (let p0 = 0; p0 < P; p0 += step) {
       const pc = Math.min(step, P - p0);
-      const part = tidy(() => block(model, x, p0, pc, R, outRow, k, req, V));
-      try {
-        if (k > 0) {
-          out.topIds.set(part.topIds!.dataSync() as Int32Array, p0 * R * k);
-          out.topLogp.set(part.topLogp!.dataSync() as Float32Array, p0 * R * k);
-        }
-        if (req.stats) {
-          out.entropy.set(part.entropy!.dataSync() as Float32Array, p0 * R);
-          out.kl.set(part.kl!.dataSync() as Float32Array, p0 * R);
-        }
-        if (W > 0) {
-          out.targetLogp.set(part.targetLogp!.dataSync() as Float32Array, p0 * R * W);
-          out.ranks.set(part.ranks!.dataSync() as Int32Array, p0 * R * W);
-        }
-      } finally {
-        tf.dispose(Object.values(part).filter((t): t is tfc.Tensor => t !== undefined));
+      const part = block(model, x, p0, pc, R, outRow, k, req, V);
+      if (k > 0) {
+        out.topIds.set(part.topIds!, p0 * R * k);
+        out.topLogp.set(part.topLogp!, p0 * R * k);
+      }
+      if (req.stats) {
+        out.entropy.set(part.entropy!, p0 * R);
+        out.kl.set(part.kl!, p0 * R);
+      }
+      if (W > 0) {
+        out.targetLogp.set(part.targetLogp!, p0 * R * W);
+        out.ranks.set(part.ranks!, p0 * R * W);
       }
     }
   } finally {
@@ -147,63 +145,108 @@ export function lensPass(model: GPT2, batch: TokenBatch, req: PassRequest): Pass
 }
 
 interface BlockOut {
-  topIds?: tfc.Tensor;
-  topLogp?: tfc.Tensor;
-  entropy?: tfc.Tensor;
-  kl?: tfc.Tensor;
-  targetLogp?: tfc.Tensor;
-  ranks?: tfc.Tensor;
+  topIds?: Int32Array;
+  topLogp?: Float64Array;
+  entropy?: Float64Array;
+  kl?: Float64Array;
+  targetLogp?: Float64Array;
+  ranks?: Int32Array;
 }
 
+// Module-level aliases: a global `Math` lookup in a hot loop is slow under some runtimes (jest's vm).
+const { exp, log } = Math;
+
 /**
- * Cells p0 .. p0+pc-1: one unembedding matmul, then reductions chosen for the wasm backend, where
- * full-size elementwise passes dominate after the matmul: the log-softmax is never materialised
- * (top-k runs on the logits; log p = z − log S with z = logits − max, S = Σ e^z), and the row dots
- * of entropy and KL are batched matmuls. Call inside tidy.
+ * Cells p0 .. p0+pc-1: one unembedding matmul and top-k in tfjs; everything that sums over the
+ * vocabulary (the softmax normaliser S = Σ e^(l − max), entropy, KL) is accumulated in float64 on
+ * the float32 logits. A float32 sum of 50,257 terms is off by ~1e-4 relative; float64 leaves only
+ * the logits' own rounding. Ranks are exact counts on the same logits.
  */
 function block(model: GPT2, x: tfc.Tensor3D, p0: number, pc: number, R: number, outRow: number, k: number, req: PassRequest, V: number): BlockOut {
   const d = x.shape[2];
   const N = pc * R;
-  const xs = tf.reshape(tf.slice(x, [p0, 0, 0], [pc, R, d]), [N, d]);
-  const logits = model.unembedResid(xs) as tfc.Tensor2D; // [N, V]: ln_f with per-row statistics, then the unembedding
+  const ts = tidy(() => {
+    const xs = tf.reshape(tf.slice(x, [p0, 0, 0], [pc, R, d]), [N, d]);
+    const l = model.unembedResid(xs) as tfc.Tensor2D; // [N, V]: ln_f with per-row statistics, then the unembedding
+    const top: { values?: tfc.Tensor; indices?: tfc.Tensor } = k > 0 ? tf.topk(l, k) : {}; // top-k [N, k], sorted
+    return { l, ...top };
+  });
+  // Read back outside tidy: tidy walks a returned container element by element (a typed array too).
+  let logits: Float32Array, topIds: Int32Array | undefined, topVals: Float32Array | undefined;
+  try {
+    logits = ts.l.dataSync() as Float32Array;
+    topIds = ts.indices?.dataSync() as Int32Array | undefined;
+    topVals = ts.values?.dataSync() as Float32Array | undefined;
+  } finally {
+    tf.dispose(Object.values(ts));
+  }
   const o: BlockOut = {};
-  const { values: top1, indices: top1Ids } = tf.topk(logits, Math.max(k, 1)); // [N, k] sorted; column 0 = row max
-  const mx = tf.slice(top1, [0, 0], [N, 1]); // [N, 1]
-  const z = tf.sub(logits, mx); // [N, V], ≤ 0
-  const e = tf.exp(z); // [N, V]
-  const S = tf.sum(e, -1, true); // [N, 1]
-  const logS = tf.log(S); // log p = z − log S
+  // Per row: max and log S (log p = l − max − log S), and Σ e·z for the entropy H = log S − Σ e·z / S.
+  const c = new Float64Array(N); // max + log S: log p = l − c
+  if (req.stats) o.entropy = new Float64Array(N);
+  for (let n = 0; n < N; n++) {
+    const off = n * V;
+    let mx = -Infinity;
+    for (let t = 0; t < V; t++) if (logits[off + t] > mx) mx = logits[off + t];
+    let S = 0;
+    if (req.stats) {
+      let ez = 0;
+      for (let t = 0; t < V; t++) {
+        const z = logits[off + t] - mx;
+        const e = exp(z);
+        S += e;
+        ez += e * z;
+      }
+      o.entropy![n] = log(S) - ez / S;
+    } else {
+      for (let t = 0; t < V; t++) S += exp(logits[off + t] - mx);
+    }
+    c[n] = mx + log(S);
+  }
   if (k > 0) {
-    o.topLogp = tf.sub(tf.sub(top1, mx), logS); // [N, k]
-    o.topIds = top1Ids;
+    o.topIds = topIds;
+    o.topLogp = Float64Array.from(topVals!, (v, i) => v - c[Math.floor(i / k)]);
   }
   if (req.stats) {
-    // H = −Σ p log p = log S − Σ e·z / S   (row dots as [N,1,V]·[N,V,1])
-    const ez = tf.reshape(tf.matMul(tf.reshape(e, [N, 1, V]), tf.reshape(z, [N, V, 1])), [N, 1]);
-    o.entropy = tf.reshape(tf.sub(logS, tf.div(ez, S)), [N]);
-    // KL(f ‖ ℓ) = Σ p_f (log p_f − log p_ℓ) = (A_f − log S_f) − (A_ℓ − log S_ℓ), A_ℓ = Σ p_f · z_ℓ
-    const z3 = tf.reshape(z, [pc, R, V]);
-    const pf = tf.div(tf.slice(tf.reshape(e, [pc, R, V]), [0, outRow, 0], [pc, 1, V]), tf.slice(tf.reshape(S, [pc, R, 1]), [0, outRow, 0], [pc, 1, 1])); // [pc, 1, V]
-    const A = tf.sub(tf.matMul(z3, tf.reshape(pf, [pc, V, 1])), tf.reshape(logS, [pc, R, 1])); // [pc, R, 1]: A_ℓ − log S_ℓ
-    const Af = tf.slice(A, [0, outRow, 0], [pc, 1, 1]);
-    o.kl = tf.reshape(tf.relu(tf.sub(Af, A)), [N]); // KL ≥ 0; relu drops float round-off below 0
+    // KL(f ‖ ℓ) = Σ p_f (log p_f − log p_ℓ), f = the output row of the same cell.
+    o.kl = new Float64Array(N);
+    const lpf = new Float64Array(V);
+    const pf = new Float64Array(V);
+    for (let p = 0; p < pc; p++) {
+      const f = p * R + outRow;
+      for (let t = 0; t < V; t++) {
+        lpf[t] = logits[f * V + t] - c[f];
+        pf[t] = exp(lpf[t]);
+      }
+      for (let r = 0; r < R; r++) {
+        const n = p * R + r;
+        if (n === f) continue; // exactly 0
+        const off = n * V;
+        let s = 0;
+        for (let t = 0; t < V; t++) s += pf[t] * (lpf[t] - (logits[off + t] - c[n]));
+        o.kl[n] = s > 0 ? s : 0; // KL ≥ 0; drops round-off below 0
+      }
+    }
   }
-  e.dispose();
-  z.dispose();
   const W = req.cells[0]?.targets?.length ?? 0;
   if (W > 0) {
-    // Flat indices of (cell, row, target) in logits: ((p·R + r)·V + id); < 2^31 since a block is ≤ 2^26 elements.
-    const idx = new Int32Array(N * W);
+    // rank = 1 + #tokens with a strictly larger logit (ties share the best rank).
+    o.targetLogp = new Float64Array(N * W);
+    o.ranks = new Int32Array(N * W);
     for (let p = 0; p < pc; p++) {
-      const t = req.cells[p0 + p].targets!;
-      for (let r = 0; r < R; r++) for (let w = 0; w < W; w++) idx[(p * R + r) * W + w] = (p * R + r) * V + t[w];
+      const targets = req.cells[p0 + p].targets!;
+      for (let r = 0; r < R; r++) {
+        const n = p * R + r;
+        const off = n * V;
+        for (let w = 0; w < W; w++) {
+          const tl = logits[off + targets[w]];
+          let above = 0;
+          for (let t = 0; t < V; t++) if (logits[off + t] > tl) above++;
+          o.ranks[n * W + w] = above + 1;
+          o.targetLogp[n * W + w] = tl - c[n];
+        }
+      }
     }
-    const tl = tf.reshape(tf.gather(tf.reshape(logits, [-1]), tf.tensor1d(idx, 'int32')), [N, W]); // target logits [N, W]
-    // rank = 1 + #tokens with a strictly larger logit (ties share the best rank). step(a − b) rather than
-    // greater(a, b): the wasm backend's broadcasting comparison is an order of magnitude slower.
-    const diff = W === 1 ? tf.sub(logits, tl) : tf.sub(tf.expandDims(logits, 1), tf.expandDims(tl, 2)); // [N, V] or [N, W, V]
-    o.ranks = tf.reshape(tf.add(tf.cast(tf.sum(tf.step(diff), -1), 'int32'), 1), [N, W]);
-    o.targetLogp = tf.sub(tf.sub(tl, mx), logS); // [N, W]
   }
   return o;
 }

@@ -69,20 +69,41 @@ function lastPredictions(model: GPT2, input: ModelInput, lengths: number[], opts
 }
 
 export interface WatchOptions extends LensRunOptions {
-  /** Position whose prediction is watched (default -1: the last; negative counts from the end). */
+  /**
+   * Position whose prediction is watched: sp numbers the hidden state (0 = first token; default
+   * -1: the last; negative counts from the end).
+   */
   position?: number;
+  /**
+   * The position in Ecco's numbering instead, which names the token being predicted: Ecco's
+   * `rankings_watch(position=p)` reads hidden state p − 1, so `eccoPosition: p` = `position: p − 1`,
+   * 1 ≤ p ≤ the prompt's length (p = length: the token after the prompt).
+   */
+  eccoPosition?: number;
+}
+
+/** The watched hidden state of an n-token prompt, from `position` (sp) or `eccoPosition` (Ecco). */
+function watchPosition(opts: WatchOptions, n: number): number {
+  if (opts.eccoPosition === undefined) return resolvePosition(opts.position ?? -1, n);
+  if (opts.position !== undefined) throw new SpError('BAD_INPUT', 'give position or eccoPosition, not both');
+  const p = opts.eccoPosition;
+  if (!Number.isInteger(p) || p < 1 || p > n) {
+    throw new SpError('OUT_OF_RANGE', `Ecco position ${p} is out of range for a ${n}-token prompt (use 1..${n}: it names the predicted token and reads hidden state position − 1)`);
+  }
+  return p - 1;
 }
 
 /**
  * Compare candidate next tokens at one position across rows (Ecco's rankings_watch), e.g.
  * `[' is', ' are']` after "The keys to the cabinet". Each watch token must be exactly one token.
+ * `position` numbers hidden states; Ecco's `position=p` is `{ eccoPosition: p }` (= position p − 1).
  */
 export function rankingsWatch(model: GPT2, input: string | number[], watch: Array<string | number>, opts?: WatchOptions): WatchResult;
 export function rankingsWatch(model: GPT2, input: string[] | number[][], watch: Array<string | number>, opts?: WatchOptions): WatchResult[];
 export function rankingsWatch(model: GPT2, input: ModelInput, watch: Array<string | number>, opts: WatchOptions = {}): WatchResult | WatchResult[] {
   const watchIds = watchTokenIds(model, watch);
   const batch = tokens(model, input);
-  const cells: PassCell[] = batch.lengths.map((n, b) => ({ b, pos: resolvePosition(opts.position ?? -1, n), targets: watchIds }));
+  const cells: PassCell[] = batch.lengths.map((n, b) => ({ b, pos: watchPosition(opts, n), targets: watchIds }));
   const out = lensPass(model, batch, { ...opts, cells, topk: 0, stats: false });
   const name = tokenNamer(model);
   const { R, W } = out;

@@ -44,6 +44,12 @@ export interface SpeakingProbeOptions {
   stopStrings?: string[];
   /** Default: a random seed, reported in the result so the run can be repeated. */
   seed?: number;
+  /**
+   * Drop `<|endoftext|>` (and other special tokens) from the sample texts, as the original code's
+   * `tokenizer.decode(..., skip_special_tokens=True)`. Default true; false keeps them. The ids
+   * (`ids`, `new_ids`) always keep the EOS id.
+   */
+  skipSpecialTokens?: boolean;
   /** Multiplies every virtual token's vector (on top of a neuron's own scale). */
   scale?: number;
   /** Inject every virtual token into blocks.{injectLayer}.hook_resid_pre (neurons with their own injectLayer keep it). */
@@ -70,7 +76,7 @@ export interface SpeakingProbeNeuron {
 export interface SpeakingProbeSample {
   /** Prompt ids (placeholder 0 at virtual positions) followed by the new ids. */
   ids: number[];
-  /** Decoded new text. */
+  /** Decoded new text (special tokens dropped unless skipSpecialTokens is false). */
   text: string;
   new_ids: number[];
   finish: 'eos' | 'stop' | 'length';
@@ -93,6 +99,7 @@ export interface SpeakingProbeResult {
   options: {
     do_sample: boolean; samples: number; temperature: number; top_k: number; top_p: number; repetition_penalty: number;
     max_new_tokens: number; min_length: number; min_new_tokens: number; stop_strings: string[]; seed: number | null;
+    skip_special_tokens: boolean;
   };
   timing: { prefill_ms: number; decode_ms: number; new_tokens: number; tokens_per_s: number };
 }
@@ -130,6 +137,7 @@ export async function speakingProbe(model: GPT2, opts: SpeakingProbeOptions): Pr
   const projectionTop = opts.projectionTop ?? d.projectionTop;
   assertInt('projectionTop', projectionTop, 0, model.config.dVocab + 1);
   const seed = greedy ? undefined : opts.seed ?? Math.floor(Math.random() * 2 ** 32);
+  const skipSpecialTokens = opts.skipSpecialTokens ?? true;
   const scale = opts.scale ?? 1;
   if (!Number.isFinite(scale)) throw new SpError('BAD_INPUT', `scale must be a finite number (got ${opts.scale})`);
 
@@ -186,6 +194,7 @@ export async function speakingProbe(model: GPT2, opts: SpeakingProbeOptions): Pr
     stopStrings: opts.stopStrings,
     numReturnSequences: samples,
     seed,
+    skipSpecialTokens,
     embeds,
     inject,
     virtualPositions: positions,
@@ -216,7 +225,7 @@ export async function speakingProbe(model: GPT2, opts: SpeakingProbeOptions): Pr
       ids: gen.sequences[i],
       text: gen.texts[i],
       new_ids: t,
-      finish: t.length > 0 && eos.includes(t[t.length - 1]) ? 'eos' : (opts.stopStrings ?? []).some((s) => gen.texts[i].includes(s)) ? 'stop' : 'length',
+      finish: t.length > 0 && eos.includes(t[t.length - 1]) ? 'eos' : (opts.stopStrings ?? []).some((s) => model.decode(t).includes(s)) ? 'stop' : 'length',
     })),
     projection: neurons[0]?.projection ?? null,
     options: {
@@ -231,6 +240,7 @@ export async function speakingProbe(model: GPT2, opts: SpeakingProbeOptions): Pr
       min_new_tokens: opts.minNewTokens ?? 0,
       stop_strings: opts.stopStrings ?? [],
       seed: seed ?? null,
+      skip_special_tokens: skipSpecialTokens,
     },
     timing: {
       prefill_ms: gen.timing.prefillMs,
