@@ -8,6 +8,7 @@ export type SpErrorCode =
   | 'OUT_OF_RANGE' // layer / index / position / token id outside its range
   | 'BAD_INPUT' // malformed option or argument
   | 'TOO_LONG' // prompt longer than n_ctx
+  | 'NONFINITE_WEIGHTS' // NaN or ±Infinity in a checkpoint (loadable with allowNonfinite)
   | 'OFFLINE' // download needed but the hub cannot be reached
   | 'UNSUPPORTED'; // valid but not supported here (backend, dtype, size)
 

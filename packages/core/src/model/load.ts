@@ -9,6 +9,11 @@ export interface LoadOptions extends DownloadOptions {
   backend?: string;
   /** Download a missing preset from the Hugging Face hub (default true). */
   download?: boolean;
+  /**
+   * Load weights that are NaN or ±Infinity (default false: the load fails with a NONFINITE_WEIGHTS
+   * SpError naming the tensor, e.g. after a bad fp16 conversion).
+   */
+  allowNonfinite?: boolean;
 }
 
 /**
@@ -21,7 +26,7 @@ export async function gpt2(nameOrDir = 'gpt2', opts: LoadOptions = {}): Promise<
   const ckpt = Checkpoint.open(dir);
   try {
     const tokenizer = await GPT2Tokenizer.fromDir(dir, ckpt.config.dVocab);
-    return new GPT2(ckpt, tokenizer, nameOrDir);
+    return new GPT2(ckpt, tokenizer, nameOrDir, { allowNonfinite: opts.allowNonfinite });
   } catch (e) {
     ckpt.close();
     throw e;

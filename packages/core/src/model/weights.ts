@@ -3,9 +3,12 @@ import fs from 'node:fs';
 import type * as tfc from '@tensorflow/tfjs-core';
 import { tf } from '../backend/index.js';
 import { heapTensor, wasmHeap, type WasmHeap } from '../backend/heap.js';
+import { matmulFromEnv } from '../backend/env.js';
+import { SpError } from '../errors.js';
 import type { Checkpoint } from '../weights/checkpoint.js';
-import { LITTLE_ENDIAN } from '../weights/safetensors.js';
+import { LITTLE_ENDIAN, numel } from '../weights/safetensors.js';
 import { Arena, gemmSupported, padK, SCRATCH_BYTES } from '../backend/gemm/arena.js';
+import { releaseArenas } from '../backend/gemm/pool.js';
 import type { GPT2Config } from './config.js';
 import { PackedLinear, TensorLinear, type Linear } from './linear.js';
 
@@ -33,8 +36,13 @@ export interface DeviceWeights {
  * as tfjs tensors (XNNPACK), e.g. to compare.
  */
 export function usePackedMatmul(): boolean {
-  if (process.env.SP_MATMUL === 'tfjs') return false;
+  if (matmulFromEnv() === 'tfjs') return false; // any value but sp / tfjs is an SpError
   return (tf.getBackend() === 'wasm' || tf.getBackend() === 'cpu') && gemmSupported();
+}
+
+export interface UploadOptions {
+  /** Load weights that are NaN or ±Infinity (refused by default: e.g. a bad fp16 conversion). */
+  allowNonfinite?: boolean;
 }
 
 /** Rows of a [*, cols] float32 tensor per ~8 MB read: large tensors are read and rearranged in blocks. */
@@ -45,13 +53,27 @@ const rowsPerChunk = (cols: number) => Math.max(1, Math.floor((8 << 20) / (4 * c
  * the file straight into a buffer allocated on the wasm heap: no intermediate JS copies, so loading
  * touches each weight byte once and the process peaks at about the weights' size (the generic path
  * holds a Buffer, a decoded Float32Array and the heap copy of the largest tensors at once).
+ *
+ * Every value is checked to be finite as it is loaded (once per tensor; packed matrices by the wasm
+ * kernel, block by block while the block is in cache): NaN weights would otherwise give garbage
+ * (NaN logits, "!!!!" text) with no error.
  */
 class Uploader {
   private fd: number | undefined;
   private readonly heap: WasmHeap | undefined;
 
-  constructor(private readonly ckpt: Checkpoint) {
+  constructor(private readonly ckpt: Checkpoint, private readonly allowNonfinite = false) {
     this.heap = wasmHeap();
+  }
+
+  /** Refuses tensor `name` if the floats just read from it include NaN or ±Infinity. */
+  private checkValues(name: string, f: Float32Array): void {
+    if (!this.allowNonfinite && !allFinite(f)) throw nonfiniteError(this.ckpt, name);
+  }
+
+  /** checkValues for `n` floats at byte address `p` of an arena. */
+  private checkArena(name: string, arena: Arena, p: number, n: number): void {
+    if (!this.allowNonfinite && arena.nonfinite(p, n) > 0) throw nonfiniteError(this.ckpt, name);
   }
 
   /** F32 data in a little-endian process: file bytes are the floats, read them in place. */
@@ -113,6 +135,7 @@ class Uploader {
   packTransposed(name: string, rows: number, cols: number, arena: Arena, dst: number, stride: number): void {
     if (!this.fileF32(name)) {
       this.copyTransposed(name, rows, cols, arena.f32(), dst / 4, stride);
+      this.checkArena(name, arena, dst, cols * stride); // the padding is zeros
       return;
     }
     const chunkRows = rowsPerChunk(cols);
@@ -120,19 +143,28 @@ class Uploader {
       const nr = Math.min(chunkRows, rows - r0);
       const src = arena.scratch(nr * cols * 4);
       this.readInto(name, new Uint8Array(arena.memory.buffer, src, nr * cols * 4), r0 * cols * 4);
+      this.checkArena(name, arena, src, nr * cols);
       arena.transpose(src, dst + r0 * 4, nr, cols, stride);
     }
   }
 
-  /** Copies a [rows, cols] tensor into `dst` row by row: dst[at + r·stride + c] = t[r, c]. */
-  copyRows(name: string, rows: number, cols: number, dst: Float32Array, at: number, stride: number): void {
+  /** Copies a [rows, cols] tensor into the arena row by row at byte address `dst`, `stride` floats per row. */
+  copyRows(name: string, rows: number, cols: number, arena: Arena, dst: number, stride: number): void {
     if (stride === cols && this.fileF32(name)) {
-      this.readInto(name, new Uint8Array(dst.buffer, dst.byteOffset + at * 4, rows * cols * 4));
+      // Straight into place, in ~8 MB blocks: each is checked while it is still in cache.
+      const chunkRows = rowsPerChunk(cols);
+      for (let r0 = 0; r0 < rows; r0 += chunkRows) {
+        const nr = Math.min(chunkRows, rows - r0), at = dst + r0 * cols * 4;
+        this.readInto(name, new Uint8Array(arena.memory.buffer, at, nr * cols * 4), r0 * cols * 4);
+        this.checkArena(name, arena, at, nr * cols);
+      }
       return;
     }
+    const f = arena.f32();
     for (const { r0, nr, src } of this.rowBlocks(name, rows, cols)) {
-      for (let r = 0; r < nr; r++) dst.set(src.subarray(r * cols, (r + 1) * cols), at + (r0 + r) * stride);
+      for (let r = 0; r < nr; r++) f.set(src.subarray(r * cols, (r + 1) * cols), dst / 4 + (r0 + r) * stride);
     }
+    this.checkArena(name, arena, dst, rows * stride);
   }
 
   /** An uninitialised float32 tensor on the wasm heap and its heap view. */
@@ -142,11 +174,16 @@ class Uploader {
   }
 
   tensor<T extends tfc.Tensor>(name: string, shape: number[]): T {
-    if (!this.direct(name)) return tf.tensor(this.ckpt.read(name), shape, 'float32') as T;
+    if (!this.direct(name)) {
+      const data = this.ckpt.read(name);
+      this.checkValues(name, data);
+      return tf.tensor(data, shape, 'float32') as T;
+    }
     const { info, view } = this.alloc(shape);
     const t = heapTensor<T>(info);
     try {
       this.readInto(name, new Uint8Array(view.buffer, view.byteOffset, view.byteLength));
+      this.checkValues(name, view);
     } catch (e) {
       t.dispose();
       throw e;
@@ -157,7 +194,9 @@ class Uploader {
   /** A [rows, cols] matrix as a tfjs tensor stored transposed, [cols, rows]. */
   transposed(name: string, rows: number, cols: number): tfc.Tensor2D {
     if (!this.direct(name)) {
-      const m = tf.tensor2d(this.ckpt.read(name), [rows, cols]);
+      const data = this.ckpt.read(name);
+      this.checkValues(name, data);
+      const m = tf.tensor2d(data, [rows, cols]);
       const t = tf.transpose(m) as tfc.Tensor2D;
       m.dispose();
       return t;
@@ -166,6 +205,7 @@ class Uploader {
     const t = heapTensor<tfc.Tensor2D>(info);
     try {
       this.copyTransposed(name, rows, cols, view, 0, rows);
+      this.checkValues(name, view);
     } catch (e) {
       t.dispose();
       throw e;
@@ -188,8 +228,32 @@ class Uploader {
   }
 }
 
-export function uploadWeights(ckpt: Checkpoint): DeviceWeights {
-  const up = new Uploader(ckpt);
+/** Whether no value is NaN or ±Infinity. */
+function allFinite(f: Float32Array): boolean {
+  // x - x is 0 for every finite x and NaN for the others; unrolled: ~2× faster than one at a time.
+  let s = 0, i = 0;
+  for (const n4 = f.length - (f.length % 4); i < n4; i += 4) s += f[i] - f[i] + (f[i + 1] - f[i + 1]) + (f[i + 2] - f[i + 2]) + (f[i + 3] - f[i + 3]);
+  for (; i < f.length; i++) s += f[i] - f[i];
+  return s === 0;
+}
+
+/** The one-line refusal, with the count and first offender (the tensor re-read from the file, in its own order). */
+function nonfiniteError(ckpt: Checkpoint, name: string): SpError {
+  const t = ckpt.info(name);
+  const n = numel(t.shape);
+  let count = 0, first = -1, value = 0;
+  for (let s = 0; s < n; s += 1 << 20) {
+    const v = ckpt.file.readRange(t.name, s, Math.min(1 << 20, n - s));
+    for (let i = 0; i < v.length; i++) {
+      if (!Number.isFinite(v[i]) && count++ === 0) [first, value] = [s + i, v[i]];
+    }
+  }
+  const what = `${count} non-finite value${count === 1 ? '' : 's'} (first at index ${first}: ${value})`;
+  return new SpError('NONFINITE_WEIGHTS', `${ckpt.file.path}: tensor ${t.name} has ${what}; load with allowNonfinite: true (--allow-nonfinite) to skip this check`);
+}
+
+export function uploadWeights(ckpt: Checkpoint, opts: UploadOptions = {}): DeviceWeights {
+  const up = new Uploader(ckpt, opts.allowNonfinite);
   const made: tfc.Tensor[] = [];
   const keep = <T extends tfc.Tensor>(t: T): T => (made.push(t), t);
   const small = {
@@ -283,12 +347,12 @@ function packedLinears(ckpt: Checkpoint, up: Uploader, arenas: Arena[]): Linears
     const arena = home.get(it)!;
     const w = arena.alloc(it.n * padK(it.k) * 4);
     if (it === wteItem) {
-      up.copyRows('wte.weight', it.n, it.k, arena.f32(), w / 4, padK(it.k)); // [V, d] is already [out, in]
+      up.copyRows('wte.weight', it.n, it.k, arena, w, padK(it.k)); // [V, d] is already [out, in]
       return new PackedLinear(arena, w, 0, it.k, it.n);
     }
     up.packTransposed(it.name + '.weight', it.k, it.n, arena, w, padK(it.k)); // Conv1D [in, out] → [out, in]
     const b = arena.alloc(it.n * 4);
-    up.copyRows(it.name + '.bias', 1, it.n, arena.f32(), b / 4, it.n);
+    up.copyRows(it.name + '.bias', 1, it.n, arena, b, it.n);
     return new PackedLinear(arena, w, b, it.k, it.n);
   };
   return {
@@ -318,5 +382,6 @@ function tensorLinears(ckpt: Checkpoint, up: Uploader, t1: (n: string) => tfc.Te
 export function disposeWeights(w: DeviceWeights): void {
   tf.dispose([w.wpe, w.lnfw, w.lnfb, ...w.blocks.flatMap((b) => [b.ln1w, b.ln1b, b.ln2w, b.ln2b])]);
   for (const l of [w.unembed, ...w.blocks.flatMap((b) => [b.qkv, b.o, b.fc, b.proj])]) l.dispose();
-  w.arenas = []; // the memory goes when the last reference does (workers are told by the pool)
+  releaseArenas(w.arenas); // the workers' references: the memory goes when the last one does
+  w.arenas = [];
 }

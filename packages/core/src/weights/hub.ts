@@ -4,7 +4,8 @@
  * Local search order (`weightsDirs`): $SP_WEIGHTS_DIR, the repo's `weights/` folder (when running
  * from a checkout), then the user cache (`$XDG_CACHE_HOME` or `~/.cache`, plus `/sp`).
  * Downloads stream each file to `<file>.part`, check its size (and sha256 for LFS files) and only
- * then rename it, so an interrupted download never leaves a file that looks complete.
+ * then rename it, so an interrupted download never leaves a file that looks complete; a failed one
+ * leaves nothing it made (files, `.part` files, folders).
  */
 import { createHash } from 'node:crypto';
 import fs from 'node:fs';
@@ -86,12 +87,15 @@ export function weightsDirs(): string[] {
   return [...new Set(dirs)];
 }
 
-/** The first `<base>/<name>` (over `weightsDirs()`) holding model.safetensors and config.json. */
+/**
+ * The first `<base>/<name>` (over `weightsDirs()`) holding model.safetensors; config.json is
+ * optional (the config is then inferred from the tensor shapes, as for `--model DIR`).
+ */
 export function findLocalModel(name: string): string | undefined {
   if (!name || name.includes('/') || name.includes('\\') || name === '.' || name === '..') return undefined;
   for (const base of weightsDirs()) {
     const dir = path.join(base, name);
-    if (isFile(path.join(dir, 'model.safetensors')) && isFile(path.join(dir, 'config.json'))) return dir;
+    if (isFile(path.join(dir, 'model.safetensors'))) return dir;
   }
   return undefined;
 }
@@ -237,12 +241,40 @@ export async function downloadModel(name: string, opts: DownloadOptions = {}): P
   const showBar = opts.progress ?? Boolean(process.stderr.isTTY);
   const dest = path.resolve(opts.dest ?? defaultDest(name));
 
+  let created: string | undefined; // the topmost folder this call made
   try {
-    await fsp.mkdir(dest, { recursive: true });
+    created = await fsp.mkdir(dest, { recursive: true });
   } catch (e) {
     throw new SpError('BAD_INPUT', `cannot create ${dest}: ${(e as Error).message}`, { cause: e });
   }
+  const added: string[] = []; // files this call put in place that were not there before
+  try {
+    await fetchFiles(name, opts, { repo, hub, revision, fetchImpl, timeoutMs, showBar, dest }, added);
+  } catch (e) {
+    // Leave nothing that was not there: a half-downloaded model would be found (and fail) later.
+    for (const f of added) await fsp.rm(f, { force: true }).catch(() => undefined);
+    if (created) {
+      for (let d = dest; ; d = path.dirname(d)) {
+        if (!(await fsp.rmdir(d).then(() => true, () => false)) || d === created || path.dirname(d) === d) break;
+      }
+    }
+    throw e;
+  }
+  return dest;
+}
 
+interface FetchPlan {
+  repo: string;
+  hub: string;
+  revision: string;
+  fetchImpl: typeof fetch;
+  timeoutMs: number;
+  showBar: boolean;
+  dest: string;
+}
+
+async function fetchFiles(name: string, opts: DownloadOptions, plan: FetchPlan, added: string[]): Promise<void> {
+  const { repo, hub, revision, fetchImpl, timeoutMs, showBar, dest } = plan;
   for (const file of MODEL_FILES) {
     const url = `${hub}/${repo}/resolve/${encodeURIComponent(revision)}/${file}`;
     const target = path.join(dest, file);
@@ -322,7 +354,9 @@ export async function downloadModel(name: string, opts: DownloadOptions = {}): P
             throw new SpError('BAD_FILE', `checksum mismatch for ${file}: expected sha256 ${fetched.sha256}, got ${got}`);
           }
         }
+        const existed = isFile(target);
         await fsp.rename(part, target);
+        if (!existed) added.push(target);
       } catch (e) {
         await fsp.rm(part, { force: true }).catch(() => undefined);
         throw e;
@@ -335,7 +369,6 @@ export async function downloadModel(name: string, opts: DownloadOptions = {}): P
       watchdog.stop();
     }
   }
-  return dest;
 }
 
 /**

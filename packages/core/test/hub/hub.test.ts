@@ -172,7 +172,7 @@ describe('downloadModel', () => {
     hub = await startFakeHub(gpt2Repo({ [P('model.safetensors')]: { body: WEIGHTS, behaviour: 'redirect-bad-checksum' } }));
     await rm(dir, { recursive: true });
     await expectSpError(downloadModel('gpt2', { hubUrl: hub.url }), 'BAD_FILE');
-    expect(fs.readdirSync(dir)).toEqual(['config.json']);
+    expect(fs.existsSync(dir)).toBe(false); // nothing of the failed download stays, config.json included
   });
 
   test('404 tokenizer.json is skipped', async () => {
@@ -235,8 +235,8 @@ describe('downloadModel', () => {
     hub = await startFakeHub(gpt2Repo({ [P('model.safetensors')]: { body: WEIGHTS, behaviour: 'short-chunked', lfs: false } }));
     const err = await expectSpError(downloadModel('gpt2', { hubUrl: hub.url }), 'BAD_FILE');
     expect(err.message).toContain(`expected ${WEIGHTS.length} bytes, got ${WEIGHTS.length >> 1}`);
-    const dir = path.join(tmp, 'weights', 'gpt2');
-    expect(fs.readdirSync(dir)).toEqual(['config.json']);
+    // config.json had arrived: it goes too, with the folders the download made.
+    expect(fs.existsSync(path.join(tmp, 'weights'))).toBe(false);
   });
 
   test('unreachable hub -> OFFLINE pointing at `sp download` and --model', async () => {
@@ -302,6 +302,61 @@ describe('downloadModel', () => {
   });
 });
 
+describe('a failed download leaves nothing it made', () => {
+  /** Every file and folder under tmp (relative paths), to compare before and after. */
+  const tree = (d = tmp, rel = ''): string[] =>
+    fs.existsSync(d) ? fs.readdirSync(d, { withFileTypes: true }).flatMap((e) => [path.join(rel, e.name), ...(e.isDirectory() ? tree(path.join(d, e.name), path.join(rel, e.name)) : [])]).sort() : [];
+
+  test.each([
+    ['404 on model.safetensors', { [P('model.safetensors')]: undefined }, 'NOT_FOUND'],
+    ['500 on config.json', { [P('config.json')]: { body: CONFIG, behaviour: 500 as const } }, 'OFFLINE'],
+    ['transfer interrupted (socket destroyed)', { [P('model.safetensors')]: { body: WEIGHTS, behaviour: 'truncate' as const } }, 'OFFLINE'],
+    ['checksum mismatch', { [P('model.safetensors')]: { body: WEIGHTS, behaviour: 'bad-checksum' as const } }, 'BAD_FILE'],
+    ['500 on the last file (tokenizer.json)', { [P('tokenizer.json')]: { body: TOKENIZER, behaviour: 500 as const } }, 'OFFLINE'],
+  ])('%s: no new folder (in $SP_WEIGHTS_DIR or the cache), no .part file', async (_label, over, code) => {
+    hub = await startFakeHub(gpt2Repo(over as Partial<Record<string, FakeFile>>));
+    expect(tree()).toEqual([]);
+    await expectSpError(downloadModel('gpt2', { hubUrl: hub.url }), code);
+    expect(tree()).toEqual([]); // not even $SP_WEIGHTS_DIR itself, which the download had created
+    delete process.env.SP_WEIGHTS_DIR; // default dest: <cache>/sp/gpt2
+    await expectSpError(downloadModel('gpt2', { hubUrl: hub.url }), code);
+    expect(tree()).toEqual([]);
+    await expectSpError(resolveModel('gpt2', { download: false }), 'NOT_FOUND');
+  });
+
+  test('connection refused / hub that never answers: nothing left', async () => {
+    const port = await closedPort();
+    await expectSpError(downloadModel('gpt2', { hubUrl: `http://127.0.0.1:${port}` }), 'OFFLINE');
+    expect(tree()).toEqual([]);
+    hub = await startFakeHub(gpt2Repo({ [P('model.safetensors')]: { body: WEIGHTS, behaviour: 'hang' } }));
+    await expectSpError(downloadModel('gpt2', { hubUrl: hub.url, timeoutMs: 200 }), 'OFFLINE');
+    expect(tree()).toEqual([]);
+  });
+
+  test('an existing --dest keeps what it held (a stale .part goes); only the new files are removed', async () => {
+    const dest = path.join(tmp, 'mine');
+    await mkdir(dest);
+    await writeFile(path.join(dest, 'notes.txt'), 'keep me');
+    await writeFile(path.join(dest, 'config.json'), '{"old": true}'); // a different size: replaced, but it was there
+    await writeFile(path.join(dest, 'model.safetensors.part'), 'left by a killed run');
+    hub = await startFakeHub(gpt2Repo({ [P('tokenizer.json')]: { body: TOKENIZER, behaviour: 'truncate' } }));
+    await expectSpError(downloadModel('gpt2', { hubUrl: hub.url, dest }), 'OFFLINE');
+    expect(tree()).toEqual(['mine', 'mine/config.json', 'mine/notes.txt']);
+    await expectBytes(path.join(dest, 'config.json'), CONFIG);
+    expect(fs.readFileSync(path.join(dest, 'notes.txt'), 'utf8')).toBe('keep me');
+  });
+
+  test('a download that succeeds after a failed one works (nothing stale in the way)', async () => {
+    hub = await startFakeHub(gpt2Repo({ [P('model.safetensors')]: { body: WEIGHTS, behaviour: 'truncate' } }));
+    await expectSpError(downloadModel('gpt2', { hubUrl: hub.url }), 'OFFLINE');
+    await hub.close();
+    hub = await startFakeHub(gpt2Repo());
+    const dir = await downloadModel('gpt2', { hubUrl: hub.url });
+    expect(fs.readdirSync(dir).sort()).toEqual(['config.json', 'model.safetensors', 'tokenizer.json']);
+    await expectBytes(path.join(dir, 'model.safetensors'), WEIGHTS);
+  });
+});
+
 describe('resolveModel', () => {
   test('an existing directory passes through, made absolute', async () => {
     const d = path.join(tmp, 'my-model');
@@ -327,6 +382,21 @@ describe('resolveModel', () => {
       throw new Error('network used');
     }) as typeof fetch;
     expect(await resolveModel('gpt2-medium', { fetchImpl: fail })).toBe(d);
+  });
+
+  test('$SP_WEIGHTS_DIR/<name> with model.safetensors but no config.json is used (config.json is optional)', async () => {
+    const d = path.join(tmp, 'weights', 'gpt2');
+    await mkdir(d, { recursive: true });
+    await writeFile(path.join(d, 'model.safetensors'), 'x');
+    const fail = (async () => {
+      throw new Error('network used');
+    }) as typeof fetch;
+    expect(findLocalModel('gpt2')).toBe(d);
+    expect(await resolveModel('gpt2', { fetchImpl: fail })).toBe(d);
+    // A config.json alone is not a model.
+    await rm(path.join(d, 'model.safetensors'));
+    await writeFile(path.join(d, 'config.json'), '{}');
+    expect(findLocalModel('gpt2')).toBeUndefined();
   });
 
   test('download: false with nothing local -> NOT_FOUND, no request made', async () => {

@@ -48,6 +48,8 @@ export class Arena {
   readonly gemm: GemmFn;
   /** dst[c·stride + r] = src[r·cols + c] (byte addresses of floats). */
   readonly transpose: (src: number, dst: number, rows: number, cols: number, stride: number) => void;
+  /** How many of the `n` floats at byte address `p` are NaN or ±Infinity. */
+  readonly nonfinite: (p: number, n: number) => number;
   private top = 64; // byte 0 stays unused: a bias address of 0 means "no bias"
   private views: { buffer: ArrayBufferLike; f32: Float32Array } | undefined;
 
@@ -60,6 +62,7 @@ export class Arena {
     const inst = new WebAssembly.Instance(gemmModule(), { env: { mem: this.memory } });
     this.gemm = inst.exports.gemm as GemmFn;
     this.transpose = inst.exports.transpose as Arena['transpose'];
+    this.nonfinite = inst.exports.nonfinite as Arena['nonfinite'];
   }
 
   /** A Float32Array over the whole memory (re-made after the memory grows). */

@@ -13,6 +13,7 @@
  */
 import os from 'node:os';
 import { MessageChannel, Worker, type MessagePort } from 'node:worker_threads';
+import { threadsFromEnv } from '../env.js';
 import { gemmModule, type Arena, type GemmFn } from './arena.js';
 
 // Control block: one SharedArrayBuffer seen as BigInt64Array (word 0) and Int32Array (from index 2).
@@ -22,7 +23,7 @@ const DONE = 3; //    tiles finished in the current job
 const HELPERS = 4; // workers taking part in the current job (those with index < HELPERS)
 const FAILED = 5; //  set when a kernel call trapped
 const ARGS = 6; //    6..16: arena id, W, x, y, bias, Kp, N, M, tileM, tileN, tilesN
-const MSGS = 17; //   17 + i: messages posted to worker i so far (arena attach/detach)
+const MSGS = 17; //   17 + i: messages posted to worker i so far (arena attach)
 const MAX_WORKERS = 63;
 const MAX_TILES = (1 << 20) - 1024; // the 20-bit counter also absorbs one overshoot claim per thread
 
@@ -47,10 +48,9 @@ function workerMain(): void {
   const kernel = (arena: number): GemmFn | undefined => {
     if (Atomics.load(ctrl, 17 + index) !== seen) {
       for (let m = receiveMessageOnPort(port); m; m = receiveMessageOnPort(port)) {
-        const msg = m.message as { attach?: number; memory?: WebAssembly.Memory; detach?: number };
+        const msg = m.message as { attach: number; memory: WebAssembly.Memory };
         seen++;
-        if (msg.attach !== undefined) kernels.set(msg.attach, new WebAssembly.Instance(module, { env: { mem: msg.memory! } }).exports.gemm as GemmFn);
-        if (msg.detach !== undefined) kernels.delete(msg.detach);
+        kernels.set(msg.attach, new WebAssembly.Instance(module, { env: { mem: msg.memory } }).exports.gemm as GemmFn);
       }
     }
     return kernels.get(arena);
@@ -93,14 +93,14 @@ function runTiles(ctrl: Int32Array, claims: BigInt64Array, kernelOf: (arena: num
 }
 
 /**
- * Threads used for the kernel, the caller included: $SP_THREADS (read at every call), else one per
- * core (at most 8). Tiles are claimed dynamically, so extra threads cost little on a busy machine.
+ * Threads used for the kernel, the caller included: $SP_THREADS (read at every call; 1..64, anything
+ * else is an SpError), else one per core (at most 8). Tiles are claimed dynamically, so extra threads cost little on a busy machine.
  */
 let cores: number | undefined;
 export function gemmThreads(): number {
-  const env = Number(process.env.SP_THREADS);
+  const env = threadsFromEnv('SP_THREADS'); // 1..MAX_THREADS (= MAX_WORKERS + 1), else an SpError
+  if (env !== undefined) return env;
   cores ??= os.cpus().length || 1; // os.cpus() reads /proc: too slow to call per matmul
-  if (Number.isInteger(env) && env >= 1) return Math.min(env, MAX_WORKERS + 1);
   return Math.max(1, Math.min(8, cores));
 }
 
@@ -110,11 +110,13 @@ class Pool {
   private readonly claims = new BigInt64Array(this.sab, 0, 1);
   private job = 0;
   private readonly ports: MessagePort[] = [];
+  private readonly workers: Worker[] = [];
   /** Arenas the workers know, by id: memories held weakly, so a new worker can be told of them. */
   private readonly attached = new Map<number, WeakRef<WebAssembly.Memory>>();
-  private readonly registry = new FinalizationRegistry<number>((id) => this.detach(id));
+  // An arena dropped without disposeWeights: its memory is still referenced by the workers.
+  private readonly registry = new FinalizationRegistry<number>((id) => releaseArenaId(id));
 
-  /** At least `n` workers (they are never stopped: unreferenced, they do not keep a process alive). */
+  /** At least `n` workers (unreferenced, they do not keep a process alive; close() stops them). */
   grow(n: number): void {
     for (let i = this.ports.length; i < Math.min(n, MAX_WORKERS); i++) {
       const { port1, port2 } = new MessageChannel();
@@ -126,6 +128,7 @@ class Pool {
       w.unref();
       port1.unref();
       this.ports.push(port1);
+      this.workers.push(w);
       for (const [id, mem] of this.attached) {
         const memory = mem.deref();
         if (memory) this.post(i, { attach: id, memory });
@@ -149,10 +152,22 @@ class Pool {
     this.registry.register(arena, arena.id);
   }
 
-  /** The arena is gone: workers drop their instance (and so their reference to its memory). */
-  detach(id: number): void {
-    if (!this.attached.delete(id)) return;
-    for (let i = 0; i < this.ports.length; i++) this.post(i, { detach: id });
+  /** Whether the workers hold (or have been sent) arena `id`'s memory. */
+  knows(id: number): boolean {
+    return this.attached.has(id);
+  }
+
+  /**
+   * Stops every worker. A worker told to drop an instance would keep the memory until its own
+   * isolate collects garbage, and an idle worker never does (measured: every load/dispose cycle kept
+   * the whole arena); a stopped worker's isolate is torn down with all it references. The caller
+   * must not use this pool again: its workers sleep on this control block, which nobody wakes.
+   */
+  close(): void {
+    for (const w of this.workers) void w.terminate();
+    for (const p of this.ports) p.close();
+    this.workers.length = this.ports.length = 0;
+    this.attached.clear();
   }
 
   run(arena: Arena, j: GemmJob, tileM: number, tileN: number, helpers: number): void {
@@ -181,6 +196,24 @@ class Pool {
 // One pool per process, shared by every copy of this module (jest gives each test file its own).
 const POOL = Symbol.for('sp.gemm.pool');
 const g = globalThis as { [POOL]?: Pool };
+
+function releaseArenaId(id: number): void {
+  const pool = g[POOL];
+  if (!pool?.knows(id)) return;
+  // Nothing runs on the pool now (runGemm is synchronous), so it can go; the next gemm starts a
+  // fresh one (~tens of ms), told only of the arenas still in use. A fresh control block means a
+  // worker that is still shutting down can never take part in a new job.
+  pool.close();
+  g[POOL] = undefined;
+}
+
+/**
+ * Arenas no longer used (disposeWeights): the workers let go of their memories, so each is freed
+ * once the caller drops its own references too. A WebAssembly.Memory cannot be freed explicitly.
+ */
+export function releaseArenas(arenas: readonly Arena[]): void {
+  for (const a of arenas) releaseArenaId(a.id);
+}
 
 /** y = x·Wᵀ + bias over all threads (see GemmJob). Synchronous. */
 export function runGemm(arena: Arena, j: GemmJob): void {
