@@ -6,6 +6,7 @@ import type { Command } from 'commander';
 export interface GlobalOptions {
   verbose?: boolean;
   backend?: string;
+  allowNonfinite?: boolean;
 }
 
 export function globals(cmd: Command): GlobalOptions {
@@ -21,7 +22,7 @@ export function info(cmd: Command, msg: string): void {
 export async function loadModel(cmd: Command, model: string | undefined): Promise<{ model: GPT2; loadMs: number }> {
   const t0 = performance.now();
   const { backendName, gemmThreads, gpt2, usePackedMatmul } = await import('@sp/core'); // lazily: commands that only read files skip TensorFlow.js
-  const m = await gpt2(model ?? 'gpt2', { backend: globals(cmd).backend, progress: process.stderr.isTTY });
+  const m = await gpt2(model ?? 'gpt2', { backend: globals(cmd).backend, progress: process.stderr.isTTY, allowNonfinite: globals(cmd).allowNonfinite });
   const loadMs = performance.now() - t0;
   const matmul = usePackedMatmul() ? `sp kernel, ${gemmThreads()} thread(s)` : 'tfjs matmul';
   info(cmd, `backend ${backendName()} (${matmul}); loaded ${model ?? 'gpt2'} (${m.config.nLayer} layers, d_model ${m.config.dModel}) in ${loadMs.toFixed(0)} ms`);
@@ -38,11 +39,22 @@ export function parseIds(s: string): number[] {
   });
 }
 
-export function parseIntOpt(name: string, min = 0): (v: string) => number {
+export function parseIntOpt(name: string, min = 0, max?: number): (v: string) => number {
   return (v) => {
-    if (!/^-?\d+$/.test(v.trim()) || Number(v) < min) throw new SpError('BAD_INPUT', `${name} must be an integer ≥ ${min} (got "${v}")`);
+    if (!/^-?\d+$/.test(v.trim()) || Number(v) < min || (max !== undefined && Number(v) > max)) {
+      throw new SpError('BAD_INPUT', `${name} must be an integer ${max === undefined ? `≥ ${min}` : `from ${min} to ${max}`} (got "${v}")`);
+    }
     return Number(v);
   };
+}
+
+/** `--seed`: sampling's generator has 32 bits of state, so seeds are 0 … 2³² − 1 (larger ones are refused, not truncated). */
+export const parseSeed = parseIntOpt('--seed', 0, 2 ** 32 - 1);
+
+/** HF warns when sampling options are given to greedy decoding; so do we (one line, on stderr). */
+export function warnIgnoredSampling(o: { temperature?: number; topK?: number; topP?: number }, why: string): void {
+  const given = [['--temperature', o.temperature], ['--top-k', o.topK], ['--top-p', o.topP]].filter(([, v]) => v !== undefined).map(([f]) => f);
+  if (given.length) process.stderr.write(`warning: ${given.join(', ')} ${given.length > 1 ? 'have' : 'has'} no effect ${why}\n`);
 }
 
 export function parseFloatOpt(name: string): (v: string) => number {

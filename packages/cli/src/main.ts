@@ -1,7 +1,20 @@
 #!/usr/bin/env node
 /** `sp`: the command-line face of @sp/core. Errors are one line on stderr and a non-zero exit. */
-import { SpError } from '@sp/core/light';
+import { checkEnv, MAX_THREADS, parseThreads, SpError } from '@sp/core/light';
 import { Command, CommanderError } from 'commander';
+import { createRequire } from 'node:module';
+import os from 'node:os';
+
+// A reader that stops early (`sp lens --json | head -c 10`) closes stdout: that is the reader's
+// choice, not a failure, so end quietly with success as other Unix tools do (no "write EPIPE").
+for (const stream of [process.stdout, process.stderr]) {
+  stream.on('error', (e: NodeJS.ErrnoException) => {
+    if (e.code === 'EPIPE') process.exit(process.exitCode ?? 0);
+    throw e;
+  });
+}
+
+const { version } = createRequire(import.meta.url)('../package.json') as { version: string };
 
 // Commands are imported only when used: `sp neuron` and `sp download` never load TensorFlow.js
 // (~200-350 ms of module loading), the model commands do.
@@ -18,16 +31,22 @@ const program = new Command('sp')
   .description('GPT-2 interpretability: logit lens, speaking probes, neurons, generation')
   .option('-v, --verbose', 'more diagnostics on stderr (backend, timings, stack traces)')
   .option('--backend <name>', 'tfjs backend: wasm | cpu | tensorflow (default: $SP_BACKEND or the best installed)')
-  .option('--threads <n>', "threads for sp's matrix kernel on wasm/cpu (default: $SP_THREADS or one per core, at most 8)")
+  .option('--allow-nonfinite', 'load checkpoints with NaN/Infinity weights (refused by default)')
+  .option('--threads <n>', `threads for sp's matrix kernel on wasm/cpu, 1..${MAX_THREADS} (default: $SP_THREADS or one per core, at most 8)`)
+  .version(version, '-V, --version', 'print the version')
   // One line on stderr for usage errors too: the hint goes on the error's own line.
   .configureOutput({ outputError: (str, write) => write(`${str.trimEnd()} (run with --help for usage)\n`) })
   .exitOverride();
 
+// One rule for flags and environment: --threads and $SP_THREADS go through the same parser, and a
+// set SP_* variable with a bad value is an error here, before any work (not silently ignored).
 program.hook('preAction', () => {
   const t = program.opts().threads as string | undefined;
-  if (t === undefined) return;
-  if (!/^[1-9][0-9]*$/.test(t)) throw new SpError('BAD_INPUT', `--threads must be a positive integer (got "${t}")`);
-  process.env.SP_THREADS = t;
+  if (t !== undefined) process.env.SP_THREADS = String(parseThreads('--threads', t));
+  checkEnv();
+  const n = Number(process.env.SP_THREADS);
+  const cores = os.cpus().length;
+  if (n > cores) process.stderr.write(`warning: ${t !== undefined ? '--threads' : 'SP_THREADS'} ${n} is more than the ${cores} cores here; that is usually slower\n`);
 });
 
 const invoked = process.argv.slice(2).find((a) => !a.startsWith('-') && a in COMMANDS);

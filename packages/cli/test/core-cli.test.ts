@@ -1,7 +1,7 @@
 /**
  * The built `sp` binary on bad input: every failure exits non-zero with exactly one `error:` line
  * on stderr (no stack trace, nothing on stdout) and promptly; `--json` prints one JSON line whose
- * ids / FF key and value equal the numpy golden answers of the shared fixtures.
+ * ids / FF key and value equal the numpy golden answers of the test fixtures (packages/core/test/fixtures).
  *
  * The CLI runs from packages/cli/dist: beforeAll builds @sp/core and @sp/cli when dist is missing
  * or older than their sources (CI builds before testing anyway).
@@ -103,8 +103,8 @@ describe('failures: one error line, non-zero exit, no stack trace', () => {
     ['unknown option', () => ['generate', '--model', TINY, '--ids', '1', '--bogus'], /unknown option '--bogus'/],
     ['unknown command', () => ['frobnicate'], /unknown command 'frobnicate'/],
     ['missing required option', () => ['neuron', '--model', TINY, '--layer', '0'], /required option '--index <J>' not specified/],
-    ['zero threads', () => ['--threads', '0', 'generate', '--model', TINY, '--ids', '1'], /--threads must be a positive integer \(got "0"\)/],
-    ['non-numeric threads', () => ['generate', '--threads', 'many', '--model', TINY, '--ids', '1'], /--threads must be a positive integer/],
+    ['zero threads', () => ['--threads', '0', 'generate', '--model', TINY, '--ids', '1'], /--threads must be an integer from 1 to 64 \(got "0"\)/],
+    ['non-numeric threads', () => ['generate', '--threads', 'many', '--model', TINY, '--ids', '1'], /--threads must be an integer from 1 to 64 \(got "many"\)/],
   ];
 
   test.each(cases)('%s', (_label, args, pattern) => {

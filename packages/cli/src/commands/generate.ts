@@ -1,10 +1,11 @@
-import { generate, SpError } from '@sp/core';
+import { displayText, generate, randomSeed, SpError } from '@sp/core';
 import type { Command } from 'commander';
-import { inputIds, loadModel, parseFloatOpt, parseIntOpt, printJson } from '../common.js';
+import { inputIds, loadModel, parseFloatOpt, parseIntOpt, parseSeed, printJson, warnIgnoredSampling } from '../common.js';
 
 interface GenerateCli {
   model?: string; ids?: string; prompt?: string; maxNewTokens: number; greedy?: boolean; sample?: boolean;
   temperature?: number; topK?: number; topP?: number; repetitionPenalty?: number; seed?: number; json?: boolean;
+  skipSpecialTokens?: boolean;
 }
 
 /** `sp generate`: continue a prompt with the KV cache; prints tokens as they come (human form). */
@@ -22,11 +23,16 @@ export function registerGenerate(program: Command): void {
     .option('--top-k <k>', 'top-k filter (0 = off; HF default 50)', parseIntOpt('--top-k'))
     .option('--top-p <p>', 'nucleus filter in (0, 1]', parseFloatOpt('--top-p'))
     .option('--repetition-penalty <r>', 'HF repetition penalty (> 0, 1 = off)', parseFloatOpt('--repetition-penalty'))
-    .option('--seed <n>', 'random seed for sampling', parseIntOpt('--seed'))
+    .option('--seed <n>', 'random seed for sampling, 0..4294967295 (default: a random one, printed on stderr)', parseSeed)
+    .option('--skip-special-tokens', 'drop <|endoftext|> from the printed text (HF skip_special_tokens=True; ids keep it)')
     .option('--json', 'print JSON only')
     .action(async (o: GenerateCli, cmd: Command) => {
       if (o.greedy && o.sample) throw new SpError('BAD_INPUT', 'give --greedy or --sample, not both');
-      if (o.temperature !== undefined && o.temperature <= 0 && !o.greedy) throw new SpError('BAD_INPUT', `--temperature must be > 0 (got ${o.temperature})`);
+      if (o.temperature !== undefined && o.temperature <= 0 && o.sample) throw new SpError('BAD_INPUT', `--temperature must be > 0 (got ${o.temperature})`);
+      if (!o.sample) warnIgnoredSampling(o, 'without --sample (greedy decoding)');
+      // Without --seed a sampled run picks one and says which, so it can be repeated.
+      const seed = o.sample ? o.seed ?? randomSeed() : undefined;
+      if (o.sample && o.seed === undefined) process.stderr.write(`seed: ${seed}\n`);
       const { model, loadMs } = await loadModel(cmd, o.model);
       try {
         const ids = inputIds(model, o);
@@ -37,11 +43,12 @@ export function registerGenerate(program: Command): void {
           topK: o.topK,
           topP: o.topP,
           repetitionPenalty: o.repetitionPenalty,
-          seed: o.seed,
-          onToken: o.json ? undefined : (ev) => process.stdout.write(ev.text),
+          seed,
+          skipSpecialTokens: o.skipSpecialTokens,
+          onToken: o.json ? undefined : (ev) => process.stdout.write(displayText(ev.text)), // no raw ESC etc. to the terminal
         });
         const timing = { load_ms: round(loadMs), prefill_ms: round(r.timing.prefillMs), decode_ms: round(r.timing.decodeMs), tokens_per_s: round(r.timing.newTokens / (r.timing.decodeMs / 1000 || Infinity)) };
-        if (o.json) printJson({ prompt_ids: ids, ids: r.newTokens[0], text: r.texts[0], timing });
+        if (o.json) printJson({ prompt_ids: ids, ids: r.newTokens[0], text: r.texts[0], seed: seed ?? null, timing });
         else process.stdout.write(`\n`), process.stderr.write(`[${r.timing.newTokens} tokens, prefill ${timing.prefill_ms} ms, ${timing.tokens_per_s} tokens/s]\n`);
       } finally {
         model.dispose();

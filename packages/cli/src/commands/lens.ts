@@ -1,11 +1,11 @@
-import { logitLens, SpError, topNeurons, type LensResult, type LensView, type NeuronsResult } from '@sp/core';
+import { logitLens, quoteToken, SpError, topNeurons, type LensResult, type LensView, type NeuronsResult } from '@sp/core';
 import { lensGridSpec, lensReportHtml, showToken } from '@sp/report';
 import type { Command } from 'commander';
 import { info, inputIds, loadModel, parseIntOpt, printJson } from '../common.js';
-import { writeReports } from '../report-files.js';
+import { checkReportFiles, writeReports } from '../report-files.js';
 
 interface LensCli {
-  model?: string; ids?: string; prompt?: string; topk: number; view: string; neurons?: number; position?: number;
+  model?: string; ids?: string; prompt?: string; topk?: number; view: string; neurons?: number; position?: number;
   json?: boolean; html?: string; svg?: string; png?: string;
 }
 
@@ -17,7 +17,7 @@ export function registerLens(program: Command): void {
     .option('--model <dir|name>', 'model directory or preset name', 'gpt2')
     .option('--ids <ids>', 'comma-separated token ids')
     .option('--prompt <text>', 'prompt text')
-    .option('--topk <k>', 'tokens per cell', parseIntOpt('--topk', 1), 5)
+    .option('--topk <k>', 'tokens per cell (default 5; the text table shows 1 unless --topk is given)', parseIntOpt('--topk', 1))
     .option('--view <rows>', 'layers (embeddings + after each block) | mid (after each attention) | all (both)', 'layers')
     .option('--neurons <k>', 'also list the k FF neurons writing most at --position', parseIntOpt('--neurons', 1))
     .option('--position <p>', 'position for --neurons (default -1: the last)', parseSignedInt('--position'))
@@ -28,16 +28,17 @@ export function registerLens(program: Command): void {
     .action(async (o: LensCli, cmd: Command) => {
       const view = parseView(o.view);
       if (o.position !== undefined && o.neurons === undefined) throw new SpError('BAD_INPUT', '--position needs --neurons (it picks the position whose FF neurons are listed)');
+      checkReportFiles(o); // before the work: a bad output path must not cost the run
       const { model } = await loadModel(cmd, o.model);
       try {
         const ids = inputIds(model, o);
         const t0 = performance.now();
-        const lens = logitLens(model, ids, { topk: o.topk, view });
+        const lens = logitLens(model, ids, { topk: o.topk ?? 5, view });
         info(cmd, `lens: ${lens.layers.length} rows × ${ids.length} positions in ${(performance.now() - t0).toFixed(0)} ms`);
         const neurons = o.neurons !== undefined ? topNeurons(model, ids, { k: Math.min(o.neurons, model.config.nLayer * model.config.dMlp), position: o.position }) : undefined;
         await writeReports(cmd, o, () => lensReportHtml(lens, { neurons }), () => lensGridSpec(lens));
         if (o.json) printJson(neurons ? { ...lens, neuron_position: neurons.position, neurons: neurons.neurons } : lens);
-        else process.stdout.write(lensTable(lens) + (neurons ? '\n' + neuronTable(neurons) : ''));
+        else process.stdout.write(lensTable(lens, o.topk ?? 1) + (neurons ? '\n' + neuronTable(neurons) : ''));
       } finally {
         model.dispose();
       }
@@ -57,16 +58,19 @@ export function parseSignedInt(name: string): (v: string) => number {
   };
 }
 
-/** Rows (output at the top, as in the report) × positions: top-1 token and its probability. */
-function lensTable(lens: LensResult): string {
+/** Rows (output at the top, as in the report) × positions: the top k tokens (one line each) and their probabilities. */
+function lensTable(lens: LensResult, k: number): string {
   const w = 16;
   const cell = (s: string) => (s.length > w - 1 ? s.slice(0, w - 2) + '…' : s).padEnd(w);
-  const head = cell('layer') + lens.tokens.map((t, p) => cell(`${p} ${JSON.stringify(t)}`)).join('');
-  const rows = [...lens.layers].reverse().map((l) => cell(l.label) + l.positions.map((c) => cell(`${showToken(c.top[0].token, 9)} ${c.max_prob >= 0.01 ? c.max_prob.toFixed(2) : c.max_prob.toExponential(0)}`)).join(''));
+  const head = cell('layer') + lens.tokens.map((t, p) => cell(`${p} ${quoteToken(t)}`)).join('');
+  const prob = (p: number) => (p >= 0.01 ? p.toFixed(2) : p.toExponential(0));
+  const rows = [...lens.layers].reverse().flatMap((l) =>
+    Array.from({ length: Math.min(k, l.positions[0]?.top.length ?? 0) }, (_, i) =>
+      cell(i === 0 ? l.label : '') + l.positions.map((c) => cell(`${showToken(c.top[i].token, 9)} ${prob(c.top[i].prob)}`)).join('')));
   return [head, ...rows].map((r) => r.trimEnd()).join('\n') + '\n';
 }
 
 function neuronTable(n: NeuronsResult): string {
-  const lines = n.neurons.map((x) => `L${x.layer} #${x.index}`.padEnd(12) + `${x.score.toFixed(3).padStart(8)}  ${x.top.slice(0, 6).map((t) => JSON.stringify(t.token)).join(' ')}`);
-  return `top FF neurons at position ${n.position} ${JSON.stringify(n.tokens[n.position])} (coefficient × ‖value‖, top tokens of E·v):\n${lines.join('\n')}\n`;
+  const lines = n.neurons.map((x) => `L${x.layer} #${x.index}`.padEnd(12) + `${x.score.toFixed(3).padStart(8)}  ${x.top.slice(0, 6).map((t) => quoteToken(t.token)).join(' ')}`);
+  return `top FF neurons at position ${n.position} ${quoteToken(n.tokens[n.position])} (coefficient × ‖value‖, top tokens of E·v):\n${lines.join('\n')}\n`;
 }

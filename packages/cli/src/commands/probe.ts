@@ -1,17 +1,18 @@
 import {
-  listPrompts, loadPrompt, readPromptFile, speakingProbe, SpError, SPEAKING_PROBE_DEFAULTS,
+  displayText, listPrompts, loadPrompt, quoteToken, readPromptFile, speakingProbe, SpError, SPEAKING_PROBE_DEFAULTS,
   type NeuronSpec, type SpeakingProbeResult, type ProjectedToken,
 } from '@sp/core';
 import { probeReportHtml } from '@sp/report';
 import type { Command } from 'commander';
-import { loadModel, parseFloatOpt, parseIntOpt, printJson } from '../common.js';
-import { writeReports } from '../report-files.js';
+import { loadModel, parseFloatOpt, parseIntOpt, parseSeed, printJson, warnIgnoredSampling } from '../common.js';
+import { checkReportFiles, writeReports } from '../report-files.js';
 
 interface ProbeCli {
   model: string; prompt?: string; promptName?: string; promptFile?: string; promptsDir: string[]; listPrompts?: boolean;
   neuron: string[]; sourcePrompt?: string; sourceLayer?: number; sourcePosition: number; injectLayer?: number; scale?: number;
   samples?: number; greedy?: boolean; temperature?: number; topK?: number; topP?: number; repetitionPenalty?: number;
   maxNewTokens?: number; minLength?: number; minNewTokens?: number; stop: string[]; seed?: number; top: number; json?: boolean; html?: string;
+  keepSpecialTokens?: boolean;
 }
 
 const collect = (v: string, prev: string[]) => [...prev, v];
@@ -47,8 +48,9 @@ export function registerProbe(program: Command): void {
     .option('--min-length <n>', 'no EOS before the sequence (prompt included) has n tokens', parseIntOpt('--min-length'))
     .option('--min-new-tokens <n>', 'no EOS before n new tokens', parseIntOpt('--min-new-tokens'))
     .option('--stop <string>', 'stop a sample once its text contains this (repeatable)', collect, [])
-    .option('--seed <n>', 'random seed (sampling is reproducible with it)', parseIntOpt('--seed'))
+    .option('--seed <n>', 'random seed, 0..4294967295 (sampling is reproducible with it)', parseSeed)
     .option('--top <n>', 'tokens in the embedding-space view (0 = none)', parseIntOpt('--top'), d.projectionTop)
+    .option('--keep-special-tokens', 'keep <|endoftext|> in the sample texts (default: dropped, as skip_special_tokens=True; ids keep it)')
     .option('--json', 'print JSON only: {prompt_ids, neuron_positions, samples:[{ids, text}], projection:{top}, …}')
     .option('--html <file>', 'also write a self-contained HTML report (result card)')
     .action(async (o: ProbeCli, cmd: Command) => {
@@ -59,6 +61,8 @@ export function registerProbe(program: Command): void {
       if (!o.greedy && o.temperature !== undefined && !(o.temperature > 0)) {
         throw new SpError('BAD_INPUT', `--temperature must be > 0 when sampling (got ${o.temperature}); use --greedy for deterministic output`);
       }
+      if (o.greedy) warnIgnoredSampling(o, 'with --greedy');
+      checkReportFiles(o); // before the work: a bad output path must not cost the run
       const { model } = await loadModel(cmd, o.model);
       try {
         let streamed = false; // the template is printed with the first token, so errors come out alone
@@ -76,15 +80,16 @@ export function registerProbe(program: Command): void {
           minNewTokens: o.minNewTokens,
           stopStrings: o.stop.length ? o.stop : undefined,
           seed: o.seed,
+          skipSpecialTokens: !o.keepSpecialTokens,
           scale: o.scale,
           injectLayer: o.injectLayer,
           projectionTop: o.top,
           // The first sample streams as it is generated; the others print when the batch is done.
           onToken: o.json ? undefined : (ev) => {
             if (ev.sequence !== 0) return;
-            if (!streamed) process.stdout.write(template);
+            if (!streamed) process.stdout.write(displayText(template));
             streamed = true;
-            process.stdout.write(ev.text);
+            process.stdout.write(displayText(ev.text)); // no raw ESC etc. to the terminal
           },
         });
         await writeReports(cmd, o, () => probeReportHtml(r));
@@ -121,17 +126,17 @@ function listLibrary(o: ProbeCli): void {
   for (const p of all) {
     const first = p.template.split('\n');
     const shown = first.length > 1 ? `${first[first.length - 1]}  (${first.length} lines)` : first[0];
-    process.stdout.write(`${p.name.padEnd(w)}  ${JSON.stringify(shown)}${p.bundled ? '' : `  [${p.path}]`}\n`);
+    process.stdout.write(`${p.name.padEnd(w)}  ${quoteToken(shown)}${p.bundled ? '' : `  [${p.path}]`}\n`);
   }
 }
 
-const tokens = (list: ProjectedToken[]) => list.map((t) => JSON.stringify(t.token)).join(' ');
+const tokens = (list: ProjectedToken[]) => list.map((t) => quoteToken(t.token)).join(' ');
 
 function printHuman(r: SpeakingProbeResult, streamed: boolean): void {
   const out = (s: string) => process.stdout.write(s);
   r.samples.forEach((s, i) => {
-    if (i === 0) out(streamed ? '' : r.prompt + s.text);
-    else out(`\n${'~'.repeat(60)}\n${r.prompt}${s.text}`);
+    if (i === 0) out(streamed ? '' : displayText(r.prompt + s.text));
+    else out(`\n${'~'.repeat(60)}\n${displayText(r.prompt + s.text)}`);
   });
   out('\n\n');
   out(`prompt ids [${r.prompt_ids.join(', ')}], virtual position${r.neuron_positions.length > 1 ? 's' : ''} ${r.neuron_positions.join(', ')}\n`);

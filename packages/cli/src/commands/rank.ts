@@ -1,12 +1,12 @@
-import { generate, rankings, rankingsWatch, SpError, type RankingsResult, type WatchResult } from '@sp/core';
+import { generate, joinTokens, quoteToken, rankings, rankingsWatch, SpError, type RankingsResult, type WatchResult } from '@sp/core';
 import { rankingSpec, rankReportHtml, showToken, watchSpec } from '@sp/report';
 import type { Command } from 'commander';
 import { info, inputIds, loadModel, parseIds, parseIntOpt, printJson } from '../common.js';
-import { writeReports } from '../report-files.js';
+import { checkReportFiles, writeReports } from '../report-files.js';
 import { parseSignedInt, parseView } from './lens.js';
 
 interface RankCli {
-  model?: string; ids?: string; prompt?: string; watch?: string; watchIds?: string; position?: number; generate?: number;
+  model?: string; ids?: string; prompt?: string; watch?: string; watchIds?: string; position?: number; eccoPosition?: number; generate?: number;
   view: string; json?: boolean; html?: string; svg?: string; png?: string;
 }
 
@@ -20,7 +20,8 @@ export function registerRank(program: Command): void {
     .option('--prompt <text>', 'prompt text')
     .option('--watch <tokens>', 'candidate tokens, each exactly one token: " is"," are" (comma-separated) or a JSON array')
     .option('--watch-ids <ids>', 'candidate token ids, comma-separated')
-    .option('--position <p>', 'position for --watch (default -1: the last)', parseSignedInt('--position'))
+    .option('--position <p>', 'position for --watch: the hidden state read (default -1: the last)', parseSignedInt('--position'))
+    .option('--ecco-position <p>', "position for --watch in Ecco's numbering: the predicted token, 1..n (reads hidden state p-1)", parseSignedInt('--ecco-position'))
     .option('--generate <n>', 'greedily generate n tokens first and rank only those (as Ecco does)', parseIntOpt('--generate', 1))
     .option('--view <rows>', 'layers | mid | all (see sp lens)', 'layers')
     .option('--json', 'print JSON only')
@@ -32,11 +33,14 @@ export function registerRank(program: Command): void {
       const watch = watchList(o);
       if (watch && o.generate !== undefined) throw new SpError('BAD_INPUT', 'give --watch or --generate, not both');
       if (!watch && o.position !== undefined) throw new SpError('BAD_INPUT', '--position needs --watch');
+      if (!watch && o.eccoPosition !== undefined) throw new SpError('BAD_INPUT', '--ecco-position needs --watch');
+      if (o.position !== undefined && o.eccoPosition !== undefined) throw new SpError('BAD_INPUT', 'give --position or --ecco-position, not both');
+      checkReportFiles(o); // before the work: a bad output path must not cost the run
       const { model } = await loadModel(cmd, o.model);
       try {
         let ids = inputIds(model, o);
         if (watch) {
-          const w = rankingsWatch(model, ids, watch, { position: o.position, view });
+          const w = rankingsWatch(model, ids, watch, { position: o.position, eccoPosition: o.eccoPosition, view });
           await writeReports(cmd, o, () => rankReportHtml({ watch: w }), () => watchSpec(w));
           if (o.json) printJson(w);
           else process.stdout.write(watchTable(w));
@@ -46,7 +50,7 @@ export function registerRank(program: Command): void {
         if (o.generate !== undefined) {
           const g = await generate(model, ids, { maxNewTokens: o.generate, eosTokenId: null });
           ids = [...ids, ...g.newTokens[0]];
-          info(cmd, `generated ${JSON.stringify(g.texts[0])}`);
+          info(cmd, `generated ${quoteToken(g.texts[0])}`);
         }
         const r = rankings(model, ids, o.generate !== undefined ? { view, promptLength, predictLast: false } : { view });
         await writeReports(cmd, o, () => rankReportHtml({ rankings: r }), () => rankingSpec(r));
@@ -88,7 +92,7 @@ function rankTable(r: RankingsResult): string {
 
 function watchTable(wr: WatchResult): string {
   const w = 22;
-  const head = 'layer'.padEnd(10) + wr.watch.map((t) => JSON.stringify(t.token).padEnd(w)).join('');
+  const head = 'layer'.padEnd(10) + wr.watch.map((t) => quoteToken(t.token).padEnd(w)).join('');
   const rows = [...wr.layers].reverse().map((l) => l.label.padEnd(10) + l.ranks.map((rk, j) => `${rk} (${l.probs[j].toPrecision(3)})`.padEnd(w)).join(''));
-  return `rank (probability) after ${JSON.stringify(wr.tokens.slice(0, wr.position + 1).join(''))}:\n${[head, ...rows].map((x) => x.trimEnd()).join('\n')}\n`;
+  return `rank (probability) after ${quoteToken(joinTokens(wr.tokens.slice(0, wr.position + 1)))}:\n${[head, ...rows].map((x) => x.trimEnd()).join('\n')}\n`;
 }

@@ -10,6 +10,7 @@ import { createRequire } from 'node:module';
 import os from 'node:os';
 import path from 'node:path';
 import { SpError } from '../errors.js';
+import { backendFromEnv, checkEnv, threadsFromEnv } from './env.js';
 import { disableWasmThreads, prepareWasmThreads, unrefWasmWorkers } from './wasm-threads.js';
 import { registerChainedOps } from './chained-ops.js';
 
@@ -31,7 +32,33 @@ async function tryNative(): Promise<boolean> {
   return false;
 }
 
+/**
+ * tfjs-backend-wasm's Emscripten glue adds process-wide 'uncaughtException' and 'unhandledRejection'
+ * handlers that rethrow (so any later uncaught error in the user's program exits 7 with the glue's
+ * source on stderr); its own clean-up of them is broken (tfjs 4.22). A library must not take over the
+ * process's error handling: remove every such handler added while the backend started.
+ */
+const PROCESS_EVENTS: string[] = ['uncaughtException', 'unhandledRejection'];
+async function withoutNewProcessHandlers<T>(fn: () => Promise<T>): Promise<T> {
+  const emitter = process as unknown as NodeJS.EventEmitter; // the overloads do not take a union of events
+  const before = PROCESS_EVENTS.map((e) => new Set(emitter.listeners(e)));
+  try {
+    return await fn();
+  } finally {
+    PROCESS_EVENTS.forEach((e, i) => {
+      for (const l of emitter.listeners(e)) if (!before[i].has(l)) emitter.removeListener(e, l as (...a: unknown[]) => void);
+    });
+  }
+}
+
 async function activate(name: BackendName): Promise<void> {
+  await withoutNewProcessHandlers(() => start(name));
+  // tfjs' cpu backend prints a 4-line "install tfjs-node" banner at its first tensor; cpu is a
+  // deliberate choice (or the fallback) here, and sp's matrix products do not run in it anyway.
+  if (name === 'cpu') (tf.backend() as { firstUse?: boolean }).firstUse = false;
+}
+
+async function start(name: BackendName): Promise<void> {
   if (name === 'wasm') {
     setWasmPaths(path.dirname(require.resolve('@tensorflow/tfjs-backend-wasm/package.json')) + '/dist/');
     const restore = prepareWasmThreads(wasmThreadCount());
@@ -59,14 +86,18 @@ async function activate(name: BackendName): Promise<void> {
 
 /** Initialise (once) and return the active backend name. */
 export function initBackend(preferred?: string): Promise<BackendName> {
-  const want = preferred ?? process.env.SP_BACKEND;
+  // Invalid SP_* variables are refused here, before any work, rather than ignored (env.ts).
+  let want: BackendName | undefined;
+  try {
+    checkEnv();
+    want = backendFromEnv(preferred);
+  } catch (e) {
+    return Promise.reject(e);
+  }
   if (chosen && !want) return chosen;
   if (chosen && want === tf.getBackend()) return chosen;
   chosen = (async () => {
     if (want) {
-      if (want !== 'wasm' && want !== 'cpu' && want !== 'tensorflow') {
-        throw new SpError('BAD_INPUT', `unknown backend "${want}" (use wasm, cpu or tensorflow)`);
-      }
       await activate(want);
       return want;
     }
@@ -98,8 +129,8 @@ export function initBackend(preferred?: string): Promise<BackendName> {
  */
 function wasmThreadCount(): number {
   const cores = os.cpus().length;
-  const env = Number(process.env.SP_WASM_THREADS);
-  if (Number.isInteger(env) && env >= 1) return Math.min(env, cores);
+  const env = threadsFromEnv('SP_WASM_THREADS');
+  if (env !== undefined) return Math.min(env, cores);
   return Math.max(1, Math.min(4, Math.floor(cores / 2)));
 }
 

@@ -7,13 +7,14 @@
  * prefill; the cache carries their effect into every later step.
  */
 import type * as tfc from '@tensorflow/tfjs-core';
+import type { GPT2Config } from '../model/config.js';
 import { tf, tidy } from '../backend/index.js';
 import { SpError, assertInt } from '../errors.js';
 import type { FwdHook } from '../hooks/index.js';
 import type { KVCache } from '../model/forward.js';
-import type { EmbedOverride, GPT2, Injection } from '../model/gpt2.js';
+import type { EmbedOverride, GPT2, Injection, TokenBatch } from '../model/gpt2.js';
 import { applyRepetitionPenalty, argmax, sampleFrom, samplingDistribution } from './logits-processors.js';
-import { seededRandom } from './rng.js';
+import { assertSeed, randomSeed, seededRandom } from './rng.js';
 
 export interface GenerateOptions {
   /** Default 20, as HF. */
@@ -38,8 +39,20 @@ export interface GenerateOptions {
   stopStrings?: string[];
   /** Samples per prompt (default 1). */
   numReturnSequences?: number;
-  /** Makes sampling reproducible; sample j of a prompt is the same at any batch size. */
+  /**
+   * Drop special tokens (`<|endoftext|>`) from the decoded `texts` and token events, as HF's
+   * `tokenizer.decode(..., skip_special_tokens=True)`. Default false, HF's default. Ids are unchanged:
+   * `sequences` and `newTokens` keep the EOS id.
+   */
+  skipSpecialTokens?: boolean;
+  /** Makes sampling reproducible (an integer 0 … 2³² − 1); sample j of a prompt is the same at any batch size. */
   seed?: number;
+  /**
+   * Bytes the batch's KV cache and logits may take (generationMemoryBytes; default 512 MiB). One
+   * prompt's samples run in chunks that fit (the same results: each sample has its own random
+   * stream and the rows do not interact); several prompts that do not fit are refused.
+   */
+  memoryBudget?: number;
   /** Per-prompt overrides (positions are in the prompt's own token ids). */
   embeds?: EmbedOverride[];
   /**
@@ -59,7 +72,7 @@ export interface TokenEvent {
   sequence: number;
   step: number;
   tokenId: number;
-  /** Decoded text of this token. */
+  /** Decoded text of this token ('' for a special token with skipSpecialTokens). */
   text: string;
   done: boolean;
 }
@@ -69,11 +82,28 @@ export interface GenerateResult {
   sequences: number[][];
   /** New ids only. */
   newTokens: number[][];
-  /** Decoded new text per row. */
+  /** Decoded new text per row (without special tokens with skipSpecialTokens). */
   texts: string[];
   promptLengths: number[];
   timing: { prefillMs: number; decodeMs: number; newTokens: number; tokensPerS: number };
 }
+
+/** Default GenerateOptions.memoryBudget. */
+export const GENERATION_MEMORY_BUDGET = 2 ** 29;
+
+/**
+ * Peak bytes of a generation batch besides the weights: the KV cache, 2 (K, V) · n_layer · rows ·
+ * tokens · d_model float32, counted twice (each step builds the new cache from the old one), and
+ * the last-position logits, rows · d_vocab float32, counted three times (the tensor, its copy read
+ * back, and the previous step's copy not yet collected: 2.6 copies measured with 2000 samples).
+ */
+export function generationMemoryBytes(config: Pick<GPT2Config, 'nLayer' | 'dModel' | 'dVocab'>, rows: number, tokens: number): number {
+  const kv = 2 * config.nLayer * rows * tokens * config.dModel * 4;
+  const logits = rows * config.dVocab * 4;
+  return 2 * kv + 3 * logits;
+}
+
+const gb = (bytes: number) => `${(bytes / 2 ** 30).toFixed(bytes < 2 ** 30 ? 2 : 1)} GiB`;
 
 interface Resolved extends Required<Omit<GenerateOptions, 'eosTokenId' | 'seed' | 'embeds' | 'inject' | 'fwdHooks' | 'onToken' | 'stopStrings' | 'virtualPositions'>> {
   eos: number[];
@@ -92,11 +122,15 @@ function resolve(model: GPT2, o: GenerateOptions): Resolved {
     minLength: o.minLength ?? 0,
     minNewTokens: o.minNewTokens ?? 0,
     numReturnSequences: o.numReturnSequences ?? 1,
+    skipSpecialTokens: o.skipSpecialTokens ?? false,
     eos: o.eosTokenId === null ? [] : Array.isArray(o.eosTokenId) ? o.eosTokenId : [o.eosTokenId ?? model.tokenizer.eosTokenId],
     stopStrings: o.stopStrings ?? [],
-    seed: o.seed ?? Math.floor(Math.random() * 2 ** 32),
+    seed: o.seed ?? randomSeed(),
+    memoryBudget: o.memoryBudget ?? GENERATION_MEMORY_BUDGET,
   };
   const bad = (m: string) => new SpError('BAD_INPUT', m);
+  assertSeed(r.seed);
+  if (!(r.memoryBudget > 0)) throw bad(`memoryBudget must be a positive number of bytes (got ${r.memoryBudget})`);
   if (!Number.isInteger(r.maxNewTokens) || r.maxNewTokens < 0) throw bad(`maxNewTokens must be a non-negative integer (got ${r.maxNewTokens})`);
   if (r.doSample && !(r.temperature > 0)) throw bad(`temperature must be > 0 when sampling (got ${r.temperature})`);
   if (!(r.temperature >= 0) || !Number.isFinite(r.temperature)) throw bad(`temperature must be non-negative (got ${r.temperature})`);
@@ -126,11 +160,61 @@ export async function* generateStream(
   const prompts = model.toTokens(input);
   const P = prompts.ids.length;
   const n = o.numReturnSequences;
-  const R = P * n;
   const L = Math.max(...prompts.lengths);
   if (L + o.maxNewTokens > model.config.nCtx) {
     throw new SpError('TOO_LONG', `prompt (${L} tokens) + maxNewTokens (${o.maxNewTokens}) exceeds the model's context of ${model.config.nCtx}`);
   }
+  // Memory is checked before any work: a batch too large for the budget runs in chunks (one
+  // prompt's samples) or is refused (several prompts), instead of failing deep inside tfjs.
+  const rowsPerChunk = Math.max(1, Math.floor(o.memoryBudget / generationMemoryBytes(model.config, 1, L + o.maxNewTokens)));
+  if (P * n <= rowsPerChunk) {
+    for await (const ev of generateBatch(model, prompts, opts, o, 0)) {
+      if (!('result' in ev)) opts.onToken?.(ev);
+      yield ev;
+    }
+    return;
+  }
+  if (P > 1) {
+    throw new SpError('UNSUPPORTED', `${P} prompts × ${n} samples of ${L + o.maxNewTokens} tokens need about ${gb(generationMemoryBytes(model.config, P * n, L + o.maxNewTokens))} for the KV cache and logits, over the ${gb(o.memoryBudget)} memoryBudget: pass fewer prompts per call (or raise memoryBudget)`);
+  }
+  const parts: GenerateResult[] = [];
+  for (let j0 = 0; j0 < n; j0 += rowsPerChunk) {
+    const chunk = { ...o, numReturnSequences: Math.min(rowsPerChunk, n - j0) };
+    for await (const ev of generateBatch(model, prompts, opts, chunk, j0)) {
+      if ('result' in ev) {
+        parts.push(ev.result);
+        continue;
+      }
+      const shifted = { ...ev, sequence: ev.sequence + j0 };
+      opts.onToken?.(shifted);
+      yield shifted;
+    }
+  }
+  const prefillMs = parts.reduce((a, r) => a + r.timing.prefillMs, 0), decodeMs = parts.reduce((a, r) => a + r.timing.decodeMs, 0);
+  const total = parts.reduce((a, r) => a + r.timing.newTokens, 0);
+  yield {
+    result: {
+      sequences: parts.flatMap((r) => r.sequences),
+      newTokens: parts.flatMap((r) => r.newTokens),
+      texts: parts.flatMap((r) => r.texts),
+      promptLengths: parts.flatMap((r) => r.promptLengths),
+      timing: { prefillMs, decodeMs, newTokens: total, tokensPerS: total / ((prefillMs + decodeMs) / 1000) },
+    },
+  };
+}
+
+/** One batch: every prompt, samples firstSample … firstSample + numReturnSequences − 1 of each. */
+async function* generateBatch(
+  model: GPT2,
+  prompts: TokenBatch,
+  opts: GenerateOptions,
+  o: Resolved,
+  firstSample: number,
+): AsyncGenerator<TokenEvent | { result: GenerateResult }> {
+  const P = prompts.ids.length;
+  const n = o.numReturnSequences;
+  const R = P * n;
+  const L = Math.max(...prompts.lengths);
   // Left padding: row p's real tokens occupy columns [L - len_p, L).
   const offsets = prompts.lengths.map((len) => L - len);
   const real = prompts.ids.map((r, p) => r.slice(0, prompts.lengths[p]));
@@ -153,7 +237,7 @@ export async function* generateStream(
   const seen = rows.map((p) => real[p].filter((_, i) => !virt[p].has(i)));
   const newTok: number[][] = rows.map(() => []);
   const done = rows.map(() => o.maxNewTokens === 0);
-  const rngs = rows.map((_, r) => seededRandom(o.seed, r % n));
+  const rngs = rows.map((_, r) => seededRandom(o.seed, firstSample + (r % n)));
   const mask = rows.map((p) => [...keyMask[p]]);
   const nextPos = rows.map((p) => prompts.lengths[p]);
 
@@ -195,12 +279,10 @@ export async function* generateStream(
         seqs[r].push(id);
         seen[r].push(id);
         newTok[r].push(id);
-        const text = model.decode([id]);
+        const text = model.decode([id], { skipSpecialTokens: o.skipSpecialTokens });
         if (o.eos.includes(id) || newTok[r].length >= o.maxNewTokens) done[r] = true;
         else if (o.stopStrings.length && o.stopStrings.some((s) => model.decode(newTok[r]).includes(s))) done[r] = true;
-        const ev: TokenEvent = { sequence: r, step, tokenId: id, text, done: done[r] };
-        opts.onToken?.(ev);
-        yield ev;
+        yield { sequence: r, step, tokenId: id, text, done: done[r] } satisfies TokenEvent;
       }
       if (done.every(Boolean)) break;
       // ---- one decode step for every row ----
@@ -229,7 +311,7 @@ export async function* generateStream(
     result: {
       sequences: seqs,
       newTokens: newTok,
-      texts: newTok.map((t) => model.decode(t)),
+      texts: newTok.map((t) => model.decode(t, { skipSpecialTokens: o.skipSpecialTokens })),
       promptLengths: rows.map((p) => prompts.lengths[p]),
       timing: { prefillMs: t1 - t0, decodeMs: t2 - t1, newTokens: total, tokensPerS: total / ((t2 - t0) / 1000) },
     },

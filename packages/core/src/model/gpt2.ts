@@ -10,7 +10,7 @@ import type { GPT2Tokenizer } from '../tokenizer/index.js';
 import type { Checkpoint } from '../weights/checkpoint.js';
 import type { GPT2Config } from './config.js';
 import { forward, layerNorm, unembed, type ForwardOutput, type KVCache, type Patch } from './forward.js';
-import { disposeWeights, uploadWeights, type DeviceWeights } from './weights.js';
+import { disposeWeights, uploadWeights, type DeviceWeights, type UploadOptions } from './weights.js';
 
 /** Text, a batch of texts, token ids, or a batch of token ids. */
 export type ModelInput = string | string[] | number[] | number[][];
@@ -34,6 +34,17 @@ export interface ForwardOptions {
   fwdHooks?: FwdHook[];
   /** Positions that get logits; 'last' saves the large unembedding matmul for all but one. */
   logits?: 'all' | 'last';
+  /**
+   * Prepend `<|endoftext|>` (GPT-2's BOS = EOS, id 50256) to every row, as TransformerLens'
+   * prepend_bos does. Default false (TransformerLens defaults to true). `embeds`/`inject`
+   * positions then count the BOS: the first prompt token is position 1.
+   */
+  prependBos?: boolean;
+}
+
+export interface TokenizeOptions {
+  /** Prepend the BOS (`<|endoftext|>`) to every row; default false. See ForwardOptions.prependBos. */
+  prependBos?: boolean;
 }
 
 /** Token ids of a (possibly ragged) batch, right-padded, with its mask. */
@@ -55,9 +66,10 @@ export class GPT2 {
     readonly tokenizer: GPT2Tokenizer,
     /** Name or directory the model was loaded from. */
     readonly name: string,
+    upload: UploadOptions = {},
   ) {
     this.config = checkpoint.config;
-    this.weights = uploadWeights(checkpoint);
+    this.weights = uploadWeights(checkpoint, upload);
     this.validHooks = new Set(hookNames(this.config.nLayer));
   }
 
@@ -70,8 +82,9 @@ export class GPT2 {
     return this.tokenizer.encode(text);
   }
 
-  decode(ids: number[]): string {
-    return this.tokenizer.decode(ids);
+  /** `skipSpecialTokens`: drop `<|endoftext|>` and other special tokens (HF's skip_special_tokens; default false, as HF). */
+  decode(ids: number[], opts: { skipSpecialTokens?: boolean } = {}): string {
+    return this.tokenizer.decode(ids, opts);
   }
 
   tokenString(id: number): string {
@@ -88,17 +101,23 @@ export class GPT2 {
     return this.checkpoint.ffValue(layer, j);
   }
 
-  /** Tokenize and validate input; ragged batches are right-padded with eos and masked. */
-  toTokens(input: ModelInput): TokenBatch {
-    const rows: number[][] = typeof input === 'string' ? [this.encode(input)]
+  /**
+   * Tokenize and validate input; ragged batches are right-padded with eos and masked.
+   * `prependBos` puts `<|endoftext|>` first in every row (text or ids), like TransformerLens'
+   * to_tokens(prepend_bos=True); sp's default is no BOS.
+   */
+  toTokens(input: ModelInput, opts: TokenizeOptions = {}): TokenBatch {
+    let rows: number[][] = typeof input === 'string' ? [this.encode(input)]
       : input.length === 0 ? [[]]
       : typeof input[0] === 'string' ? (input as string[]).map((t) => this.encode(t))
       : typeof input[0] === 'number' ? [input as number[]]
       : (input as number[][]);
+    // As in TransformerLens, '' with a BOS is the one-token input [BOS].
+    if (opts.prependBos) rows = rows.map((r) => [this.tokenizer.eosTokenId, ...r]);
     const lengths = rows.map((r) => r.length);
     const maxLen = Math.max(...lengths);
     if (lengths.some((n) => n === 0)) throw new SpError('BAD_INPUT', 'empty input: need at least one token');
-    if (maxLen > this.config.nCtx) throw new SpError('TOO_LONG', `input has ${maxLen} tokens, longer than the model's context of ${this.config.nCtx}`);
+    if (maxLen > this.config.nCtx) throw new SpError('TOO_LONG', `input has ${maxLen} tokens${opts.prependBos ? ' (BOS included)' : ''}, longer than the model's context of ${this.config.nCtx}`);
     for (const r of rows) for (const id of r) assertInt('token id', id, 0, this.config.dVocab);
     const pad = this.tokenizer.eosTokenId;
     return {
@@ -110,7 +129,7 @@ export class GPT2 {
 
   /** Logits [batch, pos, d_vocab] (or [batch, 1, d_vocab] with logits: 'last'). Caller disposes. */
   forward(input: ModelInput, opts: ForwardOptions = {}): tfc.Tensor3D {
-    const batch = this.toTokens(input);
+    const batch = this.toTokens(input, { prependBos: opts.prependBos });
     return tf.tidy(() => this.run(batch, opts).logits!);
   }
 
@@ -171,7 +190,16 @@ export class GPT2 {
     const check = (o: EmbedOverride, what: string) => {
       assertInt(`${what} position`, o.pos, 0, len);
       if (o.batch !== undefined) assertInt(`${what} batch row`, o.batch, 0, batch.ids.length);
+      if (typeof o.vector?.length !== 'number') throw new SpError('BAD_INPUT', `${what} at position ${o.pos}: vector must be an array of numbers`);
       if (o.vector.length !== this.config.dModel) throw new SpError('BAD_INPUT', `${what} vector has width ${o.vector.length}, the model's d_model is ${this.config.dModel}`);
+      // A NaN would spread through every later position and layer: name it here instead.
+      for (let i = 0; i < o.vector.length; i++) {
+        const v = o.vector[i];
+        if (typeof v !== 'number' || !Number.isFinite(v)) {
+          const shown = typeof v === 'number' ? String(v) : (JSON.stringify(v) ?? String(v));
+          throw new SpError('BAD_INPUT', `${what} at position ${o.pos}: vector[${i}] is ${shown}; every value must be a finite number`);
+        }
+      }
     };
     const out: Patch[] = [];
     for (const e of embeds) {

@@ -1,0 +1,60 @@
+/**
+ * The environment variables sp reads, and the one rule for them: a variable that is set must hold a
+ * valid value, or it is a one-line SpError (never silently ignored). `--threads` in the CLI goes
+ * through the same parser, so the flag and the variable accept exactly the same values.
+ * An empty variable counts as unset.
+ */
+import { SpError } from '../errors.js';
+
+/** Threads sp's matrix kernel (and XNNPACK) can use: the caller plus at most 63 workers. */
+export const MAX_THREADS = 64;
+
+/** `name` = "--threads" or "SP_THREADS" etc.: an integer 1..MAX_THREADS, else a one-line SpError. */
+export function parseThreads(name: string, value: string): number {
+  const v = value.trim();
+  if (!/^[0-9]+$/.test(v) || Number(v) < 1 || Number(v) > MAX_THREADS) {
+    throw new SpError('BAD_INPUT', `${name} must be an integer from 1 to ${MAX_THREADS} (got "${value}")`);
+  }
+  return Number(v);
+}
+
+const parsed = new Map<string, number>(); // gemmThreads reads $SP_THREADS at every matmul
+
+/** $SP_THREADS / $SP_WASM_THREADS as a number, undefined when unset. */
+export function threadsFromEnv(name: 'SP_THREADS' | 'SP_WASM_THREADS'): number | undefined {
+  const raw = process.env[name];
+  if (raw === undefined || raw === '') return undefined;
+  const key = `${name}=${raw}`;
+  let n = parsed.get(key);
+  if (n === undefined) parsed.set(key, (n = parseThreads(name, raw)));
+  return n;
+}
+
+export const BACKENDS = ['wasm', 'cpu', 'tensorflow'] as const;
+
+/** $SP_BACKEND (or an explicit choice): wasm | cpu | tensorflow, undefined when unset. */
+export function backendFromEnv(preferred?: string): (typeof BACKENDS)[number] | undefined {
+  const fromEnv = preferred === undefined;
+  const want = preferred ?? process.env.SP_BACKEND;
+  if (want === undefined || (fromEnv && want === '')) return undefined;
+  if (!(BACKENDS as readonly string[]).includes(want)) {
+    throw new SpError('BAD_INPUT', `${fromEnv ? 'SP_BACKEND' : 'backend'} must be wasm, cpu or tensorflow (got "${want}")`);
+  }
+  return want as (typeof BACKENDS)[number];
+}
+
+/** $SP_MATMUL: `sp` (sp's kernel, the default on wasm/cpu) or `tfjs` (tfjs' own matmuls); undefined when unset. */
+export function matmulFromEnv(): 'sp' | 'tfjs' | undefined {
+  const v = process.env.SP_MATMUL;
+  if (v === undefined || v === '') return undefined;
+  if (v !== 'sp' && v !== 'tfjs') throw new SpError('BAD_INPUT', `SP_MATMUL must be sp or tfjs (got "${v}")`);
+  return v;
+}
+
+/** Check every variable at once (the CLI calls this before any command; model loading does too). */
+export function checkEnv(): void {
+  backendFromEnv();
+  threadsFromEnv('SP_THREADS');
+  threadsFromEnv('SP_WASM_THREADS');
+  matmulFromEnv();
+}
