@@ -1,15 +1,14 @@
-import { downloadModel, PRESET_NAMES, SpError } from '@sp/core/light';
+import { downloadModel, hfHubCache, PRESET_NAMES } from '@sp/core/light';
 import type { Command } from 'commander';
 
-/** `sp download NAME`: fetch a preset from the Hugging Face hub into $SP_WEIGHTS_DIR or the cache. */
+/** `sp download NAME|REPO_ID[@REV]`: fetch a model into the shared Hugging Face cache (or --dest). */
 export function registerDownload(program: Command): void {
   program
     .command('download')
-    .description(`download a model from the Hugging Face hub (${PRESET_NAMES.join(', ')})`)
-    .argument('<name>', 'preset name')
-    .option('--dest <dir>', 'target directory (default: $SP_WEIGHTS_DIR/NAME or ~/.cache/sp/NAME)')
+    .description(`download a GPT-2 model from the Hugging Face hub into its cache (a preset: ${PRESET_NAMES.join(', ')}; or any repo id owner/name[@revision])`)
+    .argument('<model>', 'preset name or hub repo id, optionally @revision (branch, tag, commit, refs/pr/N)')
+    .option('--dest <dir>', `write the files flat into DIR instead of the Hugging Face cache (default: ${hfHubCache()})`)
     .action(async (name: string, o: { dest?: string }) => {
-      if (!(PRESET_NAMES as string[]).includes(name)) throw new SpError('BAD_INPUT', `unknown model "${name}" (choose from ${PRESET_NAMES.join(', ')})`);
       const dir = await downloadModel(name, { dest: o.dest, progress: process.stderr.isTTY });
       process.stdout.write(`${dir}\n`);
     });
