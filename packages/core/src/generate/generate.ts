@@ -7,52 +7,41 @@
  * prefill; the cache carries their effect into every later step.
  */
 import type * as tfc from '@tensorflow/tfjs-core';
-import type { GPT2Config } from '../model/config.js';
+import type { GPT2Config } from '../config.js';
 import { tf, tidy } from '../backend/index.js';
 import { SpError, assertInt } from '../errors.js';
 import type { FwdHook } from '../hooks/index.js';
 import type { KVCache } from '../model/forward.js';
 import type { EmbedOverride, GPT2, Injection, TokenBatch } from '../model/gpt2.js';
-import { applyRepetitionPenalty, argmax, sampleFrom, samplingDistribution } from './logits-processors.js';
+import { GENERATION_DEFAULTS, type FinishReason, type GenerationConfig } from './config.js';
+import {
+  applyProcessors, argmax, minLengthProcessor, minNewTokensProcessor, PROCESSOR_BLOCK, repetitionPenaltyProcessor, sampleFrom, samplingDistribution,
+  type LogitsProcessor,
+} from './logits-processors.js';
 import { assertSeed, randomSeed, seededRandom } from './rng.js';
 
-export interface GenerateOptions {
-  /** Default 20, as HF. */
-  maxNewTokens?: number;
-  /** Sample (true) or greedy (false, default). */
-  doSample?: boolean;
-  /** Default 1. Must be > 0 when sampling. */
-  temperature?: number;
-  /** Default 50 (HF's default), 0 disables. */
-  topK?: number;
-  /** Default 1 (disabled). */
-  topP?: number;
-  /** HF rule, default 1 (off). */
-  repetitionPenalty?: number;
-  /** EOS is suppressed until the whole sequence (prompt + new) has this many tokens. */
-  minLength?: number;
-  /** EOS is suppressed until this many new tokens. */
-  minNewTokens?: number;
+export { GENERATION_DEFAULTS, GENERATION_MEMORY_BUDGET, type FinishReason, type GenerationConfig } from './config.js';
+export type { LogitsProcessor, LogitsProcessorContext } from './logits-processors.js';
+
+/**
+ * Every GenerationConfig setting (defaults in GENERATION_DEFAULTS) plus the per-call inputs.
+ * `memoryBudget`: one prompt's samples run in chunks that fit (the same results: each sample has
+ * its own random stream and the rows do not interact); several prompts that do not fit are refused.
+ * `skipSpecialTokens` acts on `texts` and token events only: `sequences` and `newTokens` keep the EOS id.
+ */
+export interface GenerateOptions extends Partial<GenerationConfig> {
   /** Stop a sequence at this token (included in the output). Default: the tokenizer's EOS; null: never. */
   eosTokenId?: number | number[] | null;
   /** Stop a sequence once its new text contains one of these (the tokens that complete it are kept). */
   stopStrings?: string[];
-  /** Samples per prompt (default 1). */
-  numReturnSequences?: number;
   /**
-   * Drop special tokens (`<|endoftext|>`) from the decoded `texts` and token events, as HF's
-   * `tokenizer.decode(..., skip_special_tokens=True)`. Default false, HF's default. Ids are unchanged:
-   * `sequences` and `newTokens` keep the EOS id.
+   * Extra processors (HF `logits_processor`), run in order after the built-in ones (repetition
+   * penalty, min-length and min-new-tokens EOS suppression) and before the sampling warpers
+   * (temperature, top-k, top-p), as HF does; greedy decoding takes the argmax of their output.
    */
-  skipSpecialTokens?: boolean;
+  logitsProcessor?: LogitsProcessor[];
   /** Makes sampling reproducible (an integer 0 … 2³² − 1); sample j of a prompt is the same at any batch size. */
   seed?: number;
-  /**
-   * Bytes the batch's KV cache and logits may take (generationMemoryBytes; default 512 MiB). One
-   * prompt's samples run in chunks that fit (the same results: each sample has its own random
-   * stream and the rows do not interact); several prompts that do not fit are refused.
-   */
-  memoryBudget?: number;
   /** Per-prompt overrides (positions are in the prompt's own token ids). */
   embeds?: EmbedOverride[];
   /**
@@ -75,6 +64,8 @@ export interface TokenEvent {
   /** Decoded text of this token ('' for a special token with skipSpecialTokens). */
   text: string;
   done: boolean;
+  /** Why the row stopped, on its last event; null before. */
+  finishReason: FinishReason | null;
 }
 
 export interface GenerateResult {
@@ -85,11 +76,10 @@ export interface GenerateResult {
   /** Decoded new text per row (without special tokens with skipSpecialTokens). */
   texts: string[];
   promptLengths: number[];
+  /** Why each row stopped (its EOS id, a stop string, or maxNewTokens), as HF's / OpenAI's finish_reason. */
+  finishReasons: FinishReason[];
   timing: { prefillMs: number; decodeMs: number; newTokens: number; tokensPerS: number };
 }
-
-/** Default GenerateOptions.memoryBudget. */
-export const GENERATION_MEMORY_BUDGET = 2 ** 29;
 
 /**
  * Peak bytes of a generation batch besides the weights: the KV cache, 2 (K, V) · n_layer · rows ·
@@ -105,28 +95,31 @@ export function generationMemoryBytes(config: Pick<GPT2Config, 'nLayer' | 'dMode
 
 const gb = (bytes: number) => `${(bytes / 2 ** 30).toFixed(bytes < 2 ** 30 ? 2 : 1)} GiB`;
 
-interface Resolved extends Required<Omit<GenerateOptions, 'eosTokenId' | 'seed' | 'embeds' | 'inject' | 'fwdHooks' | 'onToken' | 'stopStrings' | 'virtualPositions'>> {
+interface Resolved extends GenerationConfig {
   eos: number[];
   stopStrings: string[];
   seed: number;
+  logitsProcessor: LogitsProcessor[];
 }
 
 function resolve(model: GPT2, o: GenerateOptions): Resolved {
+  const d = GENERATION_DEFAULTS;
   const r: Resolved = {
-    maxNewTokens: o.maxNewTokens ?? 20,
-    doSample: o.doSample ?? false,
-    temperature: o.temperature ?? 1,
-    topK: o.topK ?? 50,
-    topP: o.topP ?? 1,
-    repetitionPenalty: o.repetitionPenalty ?? 1,
-    minLength: o.minLength ?? 0,
-    minNewTokens: o.minNewTokens ?? 0,
-    numReturnSequences: o.numReturnSequences ?? 1,
-    skipSpecialTokens: o.skipSpecialTokens ?? false,
-    eos: o.eosTokenId === null ? [] : Array.isArray(o.eosTokenId) ? o.eosTokenId : [o.eosTokenId ?? model.tokenizer.eosTokenId],
+    maxNewTokens: o.maxNewTokens ?? d.maxNewTokens,
+    doSample: o.doSample ?? d.doSample,
+    temperature: o.temperature ?? d.temperature,
+    topK: o.topK ?? d.topK,
+    topP: o.topP ?? d.topP,
+    repetitionPenalty: o.repetitionPenalty ?? d.repetitionPenalty,
+    minLength: o.minLength ?? d.minLength,
+    minNewTokens: o.minNewTokens ?? d.minNewTokens,
+    numReturnSequences: o.numReturnSequences ?? d.numReturnSequences,
+    skipSpecialTokens: o.skipSpecialTokens ?? d.skipSpecialTokens,
+    eos: o.eosTokenId === null ? [] : Array.isArray(o.eosTokenId) ? o.eosTokenId : [o.eosTokenId ?? model.eosTokenId],
     stopStrings: o.stopStrings ?? [],
     seed: o.seed ?? randomSeed(),
-    memoryBudget: o.memoryBudget ?? GENERATION_MEMORY_BUDGET,
+    memoryBudget: o.memoryBudget ?? d.memoryBudget,
+    logitsProcessor: o.logitsProcessor ?? [],
   };
   const bad = (m: string) => new SpError('BAD_INPUT', m);
   assertSeed(r.seed);
@@ -140,6 +133,7 @@ function resolve(model: GPT2, o: GenerateOptions): Resolved {
   if (!Number.isInteger(r.numReturnSequences) || r.numReturnSequences < 1) throw bad(`numReturnSequences must be a positive integer (got ${r.numReturnSequences})`);
   if (!r.doSample && r.numReturnSequences > 1) throw bad('numReturnSequences > 1 needs doSample (greedy decoding gives identical sequences)');
   for (const e of r.eos) assertInt('eosTokenId', e, 0, model.config.dVocab);
+  if (!Array.isArray(r.logitsProcessor) || r.logitsProcessor.some((f) => typeof f !== 'function')) throw bad('logitsProcessor must be an array of functions (ids, scores, ctx) => scores');
   return r;
 }
 
@@ -198,6 +192,7 @@ export async function* generateStream(
       newTokens: parts.flatMap((r) => r.newTokens),
       texts: parts.flatMap((r) => r.texts),
       promptLengths: parts.flatMap((r) => r.promptLengths),
+      finishReasons: parts.flatMap((r) => r.finishReasons),
       timing: { prefillMs, decodeMs, newTokens: total, tokensPerS: total / ((prefillMs + decodeMs) / 1000) },
     },
   };
@@ -218,7 +213,7 @@ async function* generateBatch(
   // Left padding: row p's real tokens occupy columns [L - len_p, L).
   const offsets = prompts.lengths.map((len) => L - len);
   const real = prompts.ids.map((r, p) => r.slice(0, prompts.lengths[p]));
-  const padded = real.map((r, p) => [...Array(offsets[p]).fill(model.tokenizer.eosTokenId), ...r]);
+  const padded = real.map((r, p) => [...Array(offsets[p]).fill(model.eosTokenId), ...r]);
   const keyMask: number[][] = real.map((_, p) => Array.from({ length: L }, (_, j) => (j >= offsets[p] ? 1 : 0)));
   const shift = <T extends EmbedOverride>(list: T[] | undefined): T[] =>
     (list ?? []).flatMap((e) => {
@@ -232,11 +227,14 @@ async function* generateBatch(
 
   const rows = Array.from({ length: R }, (_, r) => Math.floor(r / n)); // output row -> prompt
   const seqs = rows.map((p) => [...real[p]]);
-  // Ids the repetition penalty counts: the row's sequence minus virtual-token placeholders.
   const virt = virtualPositionsPerPrompt(opts.virtualPositions, prompts.lengths);
-  const seen = rows.map((p) => real[p].filter((_, i) => !virt[p].has(i)));
   const newTok: number[][] = rows.map(() => []);
-  const done = rows.map(() => o.maxNewTokens === 0);
+  const finish: Array<FinishReason | null> = rows.map(() => (o.maxNewTokens === 0 ? 'length' : null));
+  const processors = logitsProcessors(o, {
+    // Processors see output rows (r + firstSample: chunks hold one prompt's samples).
+    virtual: (row) => virt[rows[row - firstSample]],
+    promptLength: (row) => prompts.lengths[rows[row - firstSample]],
+  });
   const rngs = rows.map((_, r) => seededRandom(o.seed, firstSample + (r % n)));
   const mask = rows.map((p) => [...keyMask[p]]);
   const nextPos = rows.map((p) => prompts.lengths[p]);
@@ -265,26 +263,33 @@ async function* generateBatch(
       logits.dispose();
       const V = model.config.dVocab;
       const src = (r: number) => (step === 0 ? rows[r] : r); // row of rowsLogits for output row r
-      const chosen: number[] = [];
-      for (let r = 0; r < R; r++) {
-        if (done[r]) {
-          chosen.push(model.tokenizer.eosTokenId); // finished rows are fed padding
-          continue;
-        }
-        const row = Float64Array.from(rowsLogits.subarray(src(r) * V, (src(r) + 1) * V));
-        applyRepetitionPenalty(row, seen[r], o.repetitionPenalty);
-        if (newTok[r].length < o.minNewTokens || seqs[r].length < o.minLength) for (const e of o.eos) row[e] = -Infinity;
-        const id = o.doSample ? sampleFrom(samplingDistribution(row, o), rngs[r]()) : argmax(row);
-        chosen.push(id);
+      const chosen: number[] = rows.map(() => model.eosTokenId); // finished rows are fed padding
+      const active = rows.map((_, r) => r).filter((r) => finish[r] === null);
+      // Processors, then (sampling) the warpers, on float64 copies of a block of rows at a time.
+      for (let b = 0; b < active.length; b += PROCESSOR_BLOCK) {
+        const block = active.slice(b, b + PROCESSOR_BLOCK);
+        const scores = applyProcessors(
+          processors,
+          block.map((r) => seqs[r]),
+          block.map((r) => Float64Array.from(rowsLogits.subarray(src(r) * V, (src(r) + 1) * V))),
+          { rows: block.map((r) => r + firstSample), step },
+        );
+        block.forEach((r, i) => {
+          chosen[r] = o.doSample ? sampleFrom(samplingDistribution(scores[i], o), rngs[r]()) : argmax(scores[i]);
+        });
+      }
+      for (const r of active) {
+        const id = chosen[r];
         seqs[r].push(id);
-        seen[r].push(id);
         newTok[r].push(id);
         const text = model.decode([id], { skipSpecialTokens: o.skipSpecialTokens });
-        if (o.eos.includes(id) || newTok[r].length >= o.maxNewTokens) done[r] = true;
-        else if (o.stopStrings.length && o.stopStrings.some((s) => model.decode(newTok[r]).includes(s))) done[r] = true;
-        yield { sequence: r, step, tokenId: id, text, done: done[r] } satisfies TokenEvent;
+        // EOS first, then a stop string (also on the last allowed token), then the length limit.
+        finish[r] = o.eos.includes(id) ? 'eos'
+          : o.stopStrings.length && hasStopString(model.decode(newTok[r]), o.stopStrings) ? 'stop_string'
+          : newTok[r].length >= o.maxNewTokens ? 'length' : null;
+        yield { sequence: r, step, tokenId: id, text, done: finish[r] !== null, finishReason: finish[r] } satisfies TokenEvent;
       }
-      if (done.every(Boolean)) break;
+      if (finish.every((f) => f !== null)) break;
       // ---- one decode step for every row ----
       for (let r = 0; r < R; r++) mask[r].push(1);
       const prev = past;
@@ -313,9 +318,29 @@ async function* generateBatch(
       newTokens: newTok,
       texts: newTok.map((t) => model.decode(t, { skipSpecialTokens: o.skipSpecialTokens })),
       promptLengths: rows.map((p) => prompts.lengths[p]),
+      finishReasons: finish as FinishReason[],
       timing: { prefillMs: t1 - t0, decodeMs: t2 - t1, newTokens: total, tokensPerS: total / ((t2 - t0) / 1000) },
     },
   };
+}
+
+/**
+ * The processor list in HF's order (`_get_logits_processor`): repetition penalty → min length →
+ * min new tokens, each only when it does something, then the user's processors. The warpers
+ * (temperature → top-k → top-p) follow in samplingDistribution when sampling.
+ */
+function logitsProcessors(o: Resolved, rowInfo: { virtual: (row: number) => ReadonlySet<number>; promptLength: (row: number) => number }): LogitsProcessor[] {
+  const list: LogitsProcessor[] = [];
+  // Virtual-token placeholders are skipped: in the original speaking probes the virtual token is an
+  // added vocabulary entry, so penalising it never touches a real token.
+  if (o.repetitionPenalty !== 1) list.push(repetitionPenaltyProcessor(o.repetitionPenalty, rowInfo.virtual));
+  if (o.minLength > 0 && o.eos.length) list.push(minLengthProcessor(o.minLength, o.eos));
+  if (o.minNewTokens > 0 && o.eos.length) list.push(minNewTokensProcessor(rowInfo.promptLength, o.minNewTokens, o.eos));
+  return [...list, ...o.logitsProcessor];
+}
+
+function hasStopString(text: string, stops: string[]): boolean {
+  return stops.some((s) => text.includes(s));
 }
 
 function virtualPositionsPerPrompt(v: number[] | number[][] | undefined, lengths: number[]): Set<number>[] {

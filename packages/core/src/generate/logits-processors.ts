@@ -1,8 +1,72 @@
 /**
- * Hugging Face `generate` logits processing, on one row of logits in float64, in HF's order:
- * repetition penalty → min-length EOS suppression → temperature → top-k → top-p → sample.
+ * Hugging Face `generate` logits processing, on rows of logits in float64, in HF's order
+ * (`GenerationMixin._get_logits_processor`): the processors (repetition penalty → min-length →
+ * min-new-tokens EOS suppression → the user's `logitsProcessor` list), then, when sampling, the
+ * warpers (temperature → top-k → top-p, fused in `samplingDistribution`) → sample.
  */
 import { SpError } from '../errors.js';
+
+/** What a processor is told besides ids and scores. */
+export interface LogitsProcessorContext {
+  /** Output row of each entry (prompt p's sample j is row p · numReturnSequences + j). */
+  rows: number[];
+  /** Index of the token being chosen (0 = the first new token). */
+  step: number;
+}
+
+/**
+ * A logits processor, HF's `LogitsProcessor.__call__(input_ids, scores) -> scores`. `ids[i]` is
+ * entry i's sequence so far (read-only; prompt + new ids, no padding, virtual-token placeholders included) and
+ * `scores[i]` its next-token logits, one float64 row of d_vocab per entry, a copy owned by the
+ * processing: change rows in place (return nothing or the same array) or return new rows. Only
+ * unfinished rows are passed, in blocks of at most PROCESSOR_BLOCK rows (`ctx.rows` says which),
+ * so the float64 copies stay a few MB however many samples run. Set a score to -Infinity to ban a
+ * token.
+ */
+export type LogitsProcessor = (ids: number[][], scores: Float64Array[], ctx: LogitsProcessorContext) => Float64Array[] | void;
+
+/** Most rows one processor call sees. */
+export const PROCESSOR_BLOCK = 64;
+
+/**
+ * HF RepetitionPenaltyLogitsProcessor over a whole block. `skip(row)`: positions of the row's
+ * sequence the penalty does not count (virtual-token placeholders).
+ */
+export function repetitionPenaltyProcessor(penalty: number, skip?: (row: number) => ReadonlySet<number>): LogitsProcessor {
+  return (ids, scores, { rows }) => {
+    for (let i = 0; i < scores.length; i++) {
+      const s = skip?.(rows[i]);
+      applyRepetitionPenalty(scores[i], s && s.size ? ids[i].filter((_, p) => !s.has(p)) : ids[i], penalty);
+    }
+  };
+}
+
+/** HF MinLengthLogitsProcessor: EOS banned while the sequence (prompt + new, no padding) is shorter than minLength. */
+export function minLengthProcessor(minLength: number, eos: readonly number[]): LogitsProcessor {
+  return (ids, scores) => {
+    for (let i = 0; i < scores.length; i++) if (ids[i].length < minLength) for (const e of eos) scores[i][e] = -Infinity;
+  };
+}
+
+/** HF MinNewTokensLengthLogitsProcessor: EOS banned while a row has fewer than minNewTokens new tokens. */
+export function minNewTokensProcessor(promptLength: (row: number) => number, minNewTokens: number, eos: readonly number[]): LogitsProcessor {
+  return (ids, scores, { rows }) => {
+    for (let i = 0; i < scores.length; i++) if (ids[i].length - promptLength(rows[i]) < minNewTokens) for (const e of eos) scores[i][e] = -Infinity;
+  };
+}
+
+/** Run processors in order over one block; a processor that returns rows replaces the block's scores. */
+export function applyProcessors(list: readonly LogitsProcessor[], ids: number[][], scores: Float64Array[], ctx: LogitsProcessorContext): Float64Array[] {
+  for (const proc of list) {
+    const out = proc(ids, scores, ctx);
+    if (out === undefined) continue;
+    if (!Array.isArray(out) || out.length !== scores.length || out.some((r) => !(r instanceof Float64Array) || r.length !== scores[0].length)) {
+      throw new SpError('BAD_INPUT', `a logits processor must return nothing or ${scores.length} Float64Array rows of ${scores[0].length} scores`);
+    }
+    scores = out;
+  }
+  return scores;
+}
 
 /** HF RepetitionPenaltyLogitsProcessor: each distinct token already in the sequence, once. */
 export function applyRepetitionPenalty(logits: Float64Array, seen: Iterable<number>, penalty: number): void {
