@@ -10,6 +10,7 @@ export default {
   moduleNameMapper: {
     '^@sp/core$': '<rootDir>/packages/core/src/index.ts',
     '^@sp/core/light$': '<rootDir>/packages/core/src/light.ts',
+    '^@sp/core/internals$': '<rootDir>/packages/core/src/internals.ts',
     '^@sp/report$': '<rootDir>/packages/report/src/index.ts',
     '^(\\.{1,2}/.*)\\.js$': '$1',
   },

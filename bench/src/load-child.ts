@@ -26,7 +26,7 @@ process.stdout.write(
     backendInitMs: t1 - t0,
     loadMs: t2 - t1,
     firstForwardMs: t3 - t2,
-    weightBytes: model.checkpoint.parameterBytes,
+    weightBytes: model.parameterBytes,
     rssBackendMB: rssBackend,
     peakRssReadyMB: rssReady,
     peakRssAfterForwardMB: mb(),

@@ -141,7 +141,7 @@ export async function runSuite(a: SuiteArgs): Promise<SuiteResult> {
     const lensOnce = () => {
       if (lensApi) return lensApi(model, p64, { topk: 10 });
       // Equivalent: cache every resid, one batched ln_f + unembedding, top-10 per cell.
-      const names = [`blocks.0.hook_resid_pre`, ...Array.from({ length: model.config.nLayer }, (_, i) => `blocks.${i}.hook_resid_post`)];
+      const names: core.HookName[] = [`blocks.0.hook_resid_pre`, ...Array.from({ length: model.config.nLayer }, (_, i): core.HookName => `blocks.${i}.hook_resid_post`)];
       const { logits, cache } = model.runWithCache(p64, { names });
       logits.dispose();
       const out = tf.tidy(() => tf.topk(model.unembedResid(tf.stack(names.map((n) => cache.get(n)))), 10).indices.dataSync());

@@ -1,4 +1,5 @@
-import { gemmThreads, tf, usePackedMatmul } from '@sp/core';
+import { tf } from '@sp/core';
+import { gemmThreads, usePackedMatmul } from '@sp/core/internals';
 
 /** Who runs the matrix products, and on how many threads (run after the model is loaded). */
 export function matmulEngine(): { matmul: 'sp' | 'xnnpack' | 'tfjs'; threads: number } {

@@ -3,6 +3,7 @@
  * checkpoint, decodes greedily, prints one JSON line (load time, arenas, peak RSS, decode tok/s).
  */
 import { generate, gpt2, tf } from '@sp/core';
+import { engineInfo } from '@sp/core/internals';
 
 const [dir, tokens = '8'] = process.argv.slice(2);
 const mb = () => process.resourceUsage().maxRSS / 1024;
@@ -18,8 +19,8 @@ const g = await generate(model, prompt, { ...greedy, maxNewTokens: n + 1 });
 process.stdout.write(
   JSON.stringify({
     backend: tf.getBackend(),
-    weightBytes: model.checkpoint.parameterBytes,
-    arenas: model.weights.arenas.length,
+    weightBytes: model.parameterBytes,
+    arenas: engineInfo(model).arenas,
     loadMs,
     peakRssReadyMB,
     decodeTokensPerS: (1000 * n) / g.timing.decodeMs, // the first token comes from the prefill

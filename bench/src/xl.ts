@@ -8,7 +8,7 @@
 import { execFileSync } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
-import { arenaCapacity } from '@sp/core';
+import { arenaCapacity } from '@sp/core/internals';
 import { benchRoot } from './paths.js';
 import { ensureCheckpoint, presetConfig, weightsDir, type BenchPreset } from './weights.js';
 

@@ -47,8 +47,8 @@ test('hidden-state experiments on tiny-gpt2: reports written, the article\'s tok
   // the article's token ids (its Ecco output): " 1, 1, 1," has 6 tokens, the EU prompt 23
   expect(model.encode(ARTICLE.ones.prompt)).toEqual([352, 11, 352, 11, 352, 11]);
   expect(model.encode(ARTICLE.eu.prompt)).toEqual([464, 2678, 286, 262, 3427, 4479, 389, 25, 198, 16, 13, 17322, 198, 17, 13, 15664, 198, 18, 13, 27902, 198, 19, 13]);
-  expect(ARTICLE.bias.watch.map((t) => model.tokenizer.tokenId(t))).toEqual([582, 2415]);
-  expect(ARTICLE.agreement.watch.map((t) => model.tokenizer.tokenId(t))).toEqual([318, 389]);
+  expect(ARTICLE.bias.watch.map((t) => model.tokenId(t))).toEqual([582, 2415]);
+  expect(ARTICLE.agreement.watch.map((t) => model.tokenId(t))).toEqual([318, 389]);
   // The last lens row is the model's output: compare with softmax of model.forward's last logits.
   const probs = (text: string | number[], ids: number[]) => {
     const logits = model.forward(text, { logits: 'last' });

@@ -21,7 +21,8 @@ export function info(cmd: Command, msg: string): void {
 /** `--model DIR|NAME` (default gpt2) → loaded model; says which backend in --verbose. */
 export async function loadModel(cmd: Command, model: string | undefined): Promise<{ model: GPT2; loadMs: number }> {
   const t0 = performance.now();
-  const { backendName, gemmThreads, gpt2, usePackedMatmul } = await import('@sp/core'); // lazily: commands that only read files skip TensorFlow.js
+  const { backendName, gpt2 } = await import('@sp/core'); // lazily: commands that only read files skip TensorFlow.js
+  const { gemmThreads, usePackedMatmul } = await import('@sp/core/internals');
   const m = await gpt2(model ?? 'gpt2', { backend: globals(cmd).backend, progress: process.stderr.isTTY, allowNonfinite: globals(cmd).allowNonfinite });
   const loadMs = performance.now() - t0;
   const matmul = usePackedMatmul() ? `sp kernel, ${gemmThreads()} thread(s)` : 'tfjs matmul';

@@ -25,6 +25,7 @@ const COMMANDS: Record<string, () => Promise<(program: Command) => void>> = {
   probe: async () => (await import('./commands/probe.js')).registerProbe,
   rank: async () => (await import('./commands/rank.js')).registerRank,
   download: async () => (await import('./commands/download.js')).registerDownload,
+  models: async () => (await import('./commands/models.js')).registerModels,
 };
 
 const program = new Command('sp')

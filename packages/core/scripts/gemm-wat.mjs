@@ -26,7 +26,7 @@ export function gemmWat() {
   ${locals()}
   (local.set $kb (i32.shl (local.get $Kp) (i32.const 2)))
   (local.set $n (local.get $n0))
-${indent(nLoop(1), 2)}
+${indent(nLoop(), 2)}
  )
 ${TRANSPOSE}
 ${NONFINITE}
@@ -34,16 +34,15 @@ ${NONFINITE}
 `;
 }
 
-const NB_MAX = 1; // weight rows per block (pairs were no faster: the inputs are re-read from L1 anyway)
 const ACC = 2; // accumulators per output: even and odd 4-float groups, to hide the add latency
 const MB_MAX = 4; // input rows per block
 
 function locals() {
   const l = [];
   l.push('(local $wend i32)');
-  for (let j = 0; j < NB_MAX; j++) l.push(`(local $w${j} i32) (local $pw${j} i32) (local $b${j} f32) (local $vw${j} v128)`);
+  l.push('(local $w i32) (local $pw i32) (local $b f32) (local $vw v128)');
   for (let i = 0; i < MB_MAX; i++) l.push(`(local $x${i} i32) (local $px${i} i32) (local $vx${i} v128)`);
-  for (let j = 0; j < NB_MAX; j++) for (let i = 0; i < MB_MAX; i++) for (let q = 0; q < ACC; q++) l.push(`(local $a${j}${i}${q} v128)`);
+  for (let i = 0; i < MB_MAX; i++) for (let q = 0; q < ACC; q++) l.push(`(local $a${i}${q} v128)`);
   return l.join(' ');
 }
 
@@ -52,66 +51,60 @@ const add = (a, b) => `(i32.add ${a} ${b})`;
 const c32 = (v) => `(i32.const ${v})`;
 const hsum = (v) => `(f32.add (f32.add (f32x4.extract_lane 0 ${v}) (f32x4.extract_lane 1 ${v})) (f32.add (f32x4.extract_lane 2 ${v}) (f32x4.extract_lane 3 ${v})))`;
 
-/** Weight rows NB at a time while NB fit in [n, n1); for each, every input row. */
-function nLoop(NB) {
-  const setup = [];
-  for (let j = 0; j < NB; j++) {
-    const n = add(get('n'), c32(j));
-    setup.push(`(local.set $w${j} ${add(get('W'), `(i32.mul ${n} ${get('kb')})`)})`);
-    setup.push(`(local.set $b${j} (if (result f32) ${get('bias')} (then (f32.load ${add(get('bias'), `(i32.shl ${n} ${c32(2)})`)})) (else (f32.const 0))))`);
-  }
-  // Pairs of weight rows only pay off with several input rows: a lone row streams faster from one.
-  const skip = NB > 1 ? `\n (br_if $nd${NB} (i32.lt_u (i32.sub ${get('m1')} ${get('m0')}) ${c32(MB_MAX)}))` : '';
-  return `(block $nd${NB} (loop $nl${NB}${skip}
- (br_if $nd${NB} (i32.gt_u ${add(get('n'), c32(NB))} ${get('n1')}))
- ${setup.join('\n ')}
+/**
+ * One weight row at a time (pairs were no faster: the inputs are re-read from L1 anyway); for each,
+ * every input row.
+ */
+function nLoop() {
+  return `(block $nd (loop $nl
+ (br_if $nd (i32.ge_u ${get('n')} ${get('n1')}))
+ (local.set $w ${add(get('W'), `(i32.mul ${get('n')} ${get('kb')})`)})
+ (local.set $b (if (result f32) ${get('bias')} (then (f32.load ${add(get('bias'), `(i32.shl ${get('n')} ${c32(2)})`)})) (else (f32.const 0))))
  (local.set $m ${get('m0')})
-${indent(mLoop(NB, MB_MAX), 1)}
-${indent(mLoop(NB, 1), 1)}
- (local.set $n ${add(get('n'), c32(NB))})
- (br $nl${NB})))`;
+${indent(mLoop(MB_MAX), 1)}
+${indent(mLoop(1), 1)}
+ (local.set $n ${add(get('n'), c32(1))})
+ (br $nl)))`;
 }
 
 /**
- * Input rows MB at a time: each 4-float group of a weight row is loaded once and used for MB input
- * rows (and each input group for NB weight rows). Each output's accumulators are filled in the same
- * order for every block size: an output does not depend on the batch it is computed in.
+ * Input rows MB at a time: each 4-float group of the weight row is loaded once and used for MB input
+ * rows. Each output's accumulators are filled in the same order for every block size: an output does
+ * not depend on the batch it is computed in.
  */
-function mLoop(NB, MB) {
+function mLoop(MB) {
   const body = [];
   for (let u = 0; u < 4; u++) {
     const off = u * 16;
-    for (let j = 0; j < NB; j++) body.push(`(local.set $vw${j} (v128.load offset=${off} ${get(`pw${j}`)}))`);
+    body.push(`(local.set $vw (v128.load offset=${off} ${get('pw')}))`);
     for (let i = 0; i < MB; i++) body.push(`(local.set $vx${i} (v128.load offset=${off} ${get(`px${i}`)}))`);
     const q = u % ACC;
-    for (let j = 0; j < NB; j++) for (let i = 0; i < MB; i++) body.push(`(local.set $a${j}${i}${q} (f32x4.add ${get(`a${j}${i}${q}`)} (f32x4.mul ${get(`vw${j}`)} ${get(`vx${i}`)})))`);
+    for (let i = 0; i < MB; i++) body.push(`(local.set $a${i}${q} (f32x4.add ${get(`a${i}${q}`)} (f32x4.mul ${get('vw')} ${get(`vx${i}`)})))`);
   }
   // Walking pointers (bumped by 64 bytes per step) rather than base + index: one add per stream
   // per step instead of one per load.
-  const starts = [], bumps = [];
-  for (let j = 0; j < NB; j++) starts.push(`(local.set $pw${j} ${get(`w${j}`)})`);
+  const starts = [`(local.set $pw ${get('w')})`], bumps = [];
   for (let i = 0; i < MB; i++) starts.push(`(local.set $px${i} ${get(`x${i}`)})`);
-  for (const v of [...Array.from({ length: NB }, (_, j) => `pw${j}`), ...Array.from({ length: MB }, (_, i) => `px${i}`)]) bumps.push(`(local.set $${v} ${add(get(v), c32(64))})`);
+  for (const v of ['pw', ...Array.from({ length: MB }, (_, i) => `px${i}`)]) bumps.push(`(local.set $${v} ${add(get(v), c32(64))})`);
   const pre = [], post = [];
   for (let i = 0; i < MB; i++) pre.push(`(local.set $x${i} ${add(get('x'), `(i32.mul ${add(get('m'), c32(i))} ${get('kb')})`)})`);
-  for (let j = 0; j < NB; j++) for (let i = 0; i < MB; i++) {
-    for (let q = 0; q < ACC; q++) pre.push(`(local.set $a${j}${i}${q} (v128.const i32x4 0 0 0 0))`);
-    const at = add(get('y'), `(i32.shl ${add(`(i32.mul ${add(get('m'), c32(i))} ${get('N')})`, add(get('n'), c32(j)))} ${c32(2)})`);
-    post.push(`(f32.store ${at} (f32.add ${get(`b${j}`)} ${hsum(`(f32x4.add ${get(`a${j}${i}0`)} ${get(`a${j}${i}1`)})`)}))`);
+  for (let i = 0; i < MB; i++) {
+    for (let q = 0; q < ACC; q++) pre.push(`(local.set $a${i}${q} (v128.const i32x4 0 0 0 0))`);
+    const at = add(get('y'), `(i32.shl ${add(`(i32.mul ${add(get('m'), c32(i))} ${get('N')})`, get('n'))} ${c32(2)})`);
+    post.push(`(f32.store ${at} (f32.add ${get('b')} ${hsum(`(f32x4.add ${get(`a${i}0`)} ${get(`a${i}1`)})`)}))`);
   }
-  const L = `${NB}${MB}`;
-  return `(block $md${L} (loop $ml${L}
- (br_if $md${L} (i32.gt_u ${add(get('m'), c32(MB))} ${get('m1')}))
+  return `(block $md${MB} (loop $ml${MB}
+ (br_if $md${MB} (i32.gt_u ${add(get('m'), c32(MB))} ${get('m1')}))
  ${pre.join('\n ')}
  ${starts.join('\n ')}
- (local.set $wend ${add(get('w0'), get('kb'))})
- (loop $kl${L}
+ (local.set $wend ${add(get('w'), get('kb'))})
+ (loop $kl${MB}
   ${body.join('\n  ')}
   ${bumps.join('\n  ')}
-  (br_if $kl${L} (i32.lt_u ${get('pw0')} ${get('wend')})))
+  (br_if $kl${MB} (i32.lt_u ${get('pw')} ${get('wend')})))
  ${post.join('\n ')}
  (local.set $m ${add(get('m'), c32(MB))})
- (br $ml${L})))`;
+ (br $ml${MB})))`;
 }
 
 function indent(text, n) {

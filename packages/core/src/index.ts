@@ -1,24 +1,30 @@
-/** @sp/core — GPT-2 interpretability in TypeScript. */
-export { SpError, type SpErrorCode } from './errors.js';
+/**
+ * @sp/core — GPT-2 interpretability in TypeScript. Engine internals (KV cache, device weights,
+ * matmul engines) are in `@sp/core/internals`; the tensor-free part is also `@sp/core/light`.
+ */
+
+// Load: backend, configs, the model
 export { checkEnv, parseThreads, MAX_THREADS } from './backend/env.js';
 export { initBackend, backendName, tf, type BackendName } from './backend/index.js';
-export { makeConfig, PRESETS, PRESET_NAMES, type GPT2Config, type PresetName } from './model/config.js';
-export { GPT2, type ModelInput, type EmbedOverride, type Injection, type ForwardOptions, type TokenizeOptions, type TokenBatch } from './model/gpt2.js';
+export { makeConfig, PRESETS, PRESET_NAMES, type GPT2Config, type PresetName } from './config.js';
 export { gpt2, openCheckpoint, type LoadOptions } from './model/load.js';
-export type { KVCache, Patch } from './model/forward.js';
-export { arenaCapacity, usePackedMatmul, type DeviceWeights, type BlockWeights } from './model/weights.js';
-export type { Linear } from './model/linear.js';
-export { gemmThreads } from './backend/gemm/pool.js';
-export { ActivationCache, hookNames, BLOCK_HOOKS, type HookFn, type HookPoint, type FwdHook, type HookFilter } from './hooks/index.js';
-export { GPT2Tokenizer } from './tokenizer/index.js';
-export { displayToken, displayText, quoteToken, joinTokens } from './tokenizer/display.js';
-export { SafetensorsFile, encodeSafetensors, writeSafetensors, type DType, type TensorInfo, type TensorToWrite } from './weights/safetensors.js';
-export { Checkpoint } from './weights/checkpoint.js';
-export { resolveModel, downloadModel, findLocalModel, weightsDirs, HUB_REPOS, type DownloadOptions } from './weights/hub.js';
-export { generate, generateStream, generationMemoryBytes, GENERATION_MEMORY_BUDGET, type GenerateOptions, type GenerateResult, type TokenEvent } from './generate/generate.js';
-export { applyRepetitionPenalty, samplingDistribution, sampleFrom, argmax } from './generate/logits-processors.js';
+export { GPT2, type ModelInput, type EmbedOverride, type Injection, type ForwardOptions, type TokenizeOptions, type TokenBatch, type LayerNormParams } from './model/gpt2.js';
+
+// Run and hooks
+export { ActivationCache, hookNames, actName, isHookName, BLOCK_HOOKS, type HookName, type BlockHookSuffix, type ActName, type ActShortName, type ActLayerType, type AccumulatedResidOptions, type HookFn, type HookPoint, type FwdHook, type HookFilter } from './hooks/index.js';
+
+// Generate
+export {
+  generate, generateStream, generationMemoryBytes, GENERATION_MEMORY_BUDGET, GENERATION_DEFAULTS,
+  type GenerateOptions, type GenerateResult, type TokenEvent, type GenerationConfig, type FinishReason,
+} from './generate/generate.js';
+export {
+  applyRepetitionPenalty, samplingDistribution, sampleFrom, argmax,
+  repetitionPenaltyProcessor, minLengthProcessor, minNewTokensProcessor, type LogitsProcessor, type LogitsProcessorContext,
+} from './generate/logits-processors.js';
 export { seededRandom, assertSeed, randomSeed, MAX_SEED } from './generate/rng.js';
-export { logitLens, rankings, rankingsWatch, watchTokenIds, topNeurons, lensRows, type LogitLensOptions, type RankingsOptions, type WatchOptions, type TopNeuronsOptions, type LensRunOptions, type LensStream, type LensView, type LensRowInfo, type TokenProb, type LensCell, type LensLayer, type LensResult, type RankingsResult, type RankedPosition, type WatchResult, type NeuronContribution, type NeuronsResult } from './lens/index.js';
+
+// Probes
 export { speakingProbe, SPEAKING_PROBE_DEFAULTS, type SpeakingProbeOptions, type SpeakingProbeResult, type SpeakingProbeNeuron, type SpeakingProbeSample } from './probes/speaking-probe.js';
 export { parseNeuronSpec, resolveNeuron, hiddenState, type NeuronSpec, type NeuronSpecObject, type NeuronSource, type ResolvedNeuron } from './probes/neuron.js';
 export { parseTemplate, tokenizeTemplate, renderTemplate, PLACEHOLDER_ID, type TemplatePart, type TemplateTag, type TokenizedTemplate } from './probes/template.js';
@@ -26,3 +32,16 @@ export { parseExpr, formatExpr, type ExprTerm, type ExprAtom } from './probes/ex
 export { readVectorFile, parseNpy, parseJsonVector } from './probes/vector-file.js';
 export { embeddingProjection, topIndices, type EmbeddingProjection, type ProjectedToken } from './probes/projection.js';
 export { listPrompts, loadPrompt, readPromptFile, promptDirs, BUNDLED_PROMPTS_DIR, type LibraryPrompt } from './probes/prompts.js';
+
+// Lens
+export { logitLens, rankings, rankingsWatch, watchTokenIds, topNeurons, lensRows, type LogitLensOptions, type RankingsOptions, type WatchOptions, type TopNeuronsOptions, type LensRunOptions, type LensStream, type LensView, type LensRowInfo, type TokenProb, type LensCell, type LensLayer, type LensResult, type RankingsResult, type RankedPosition, type WatchResult, type NeuronContribution, type NeuronsResult } from './lens/index.js';
+
+// Files and tokenizer
+export { GPT2Tokenizer } from './tokenizer/index.js';
+export { displayToken, displayText, quoteToken, joinTokens } from './tokenizer/display.js';
+export { SafetensorsFile, encodeSafetensors, writeSafetensors, type DType, type TensorInfo, type TensorToWrite } from './weights/safetensors.js';
+export { Checkpoint } from './weights/checkpoint.js';
+export { resolveModel, downloadModel, findLocalModel, findInHfCache, hfHubCache, listCachedModels, parseModelSpec, weightsDirs, HUB_REPOS, type CachedModel, type DownloadOptions, type ModelSpec } from './weights/hub.js';
+
+// Errors
+export { SpError, assertInt, type SpErrorCode } from './errors.js';

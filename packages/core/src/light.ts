@@ -7,8 +7,8 @@
 export { SpError, assertInt, type SpErrorCode } from './errors.js';
 export { checkEnv, parseThreads, MAX_THREADS } from './backend/env.js';
 export { displayToken, displayText, quoteToken, joinTokens } from './tokenizer/display.js';
-export { makeConfig, PRESETS, PRESET_NAMES, type GPT2Config, type PresetName } from './model/config.js';
+export { makeConfig, PRESETS, PRESET_NAMES, type GPT2Config, type PresetName } from './config.js';
 export { SafetensorsFile, encodeSafetensors, writeSafetensors, type DType, type TensorInfo, type TensorToWrite } from './weights/safetensors.js';
 export { Checkpoint } from './weights/checkpoint.js';
-export { resolveModel, downloadModel, findLocalModel, weightsDirs, HUB_REPOS, type DownloadOptions } from './weights/hub.js';
+export { resolveModel, downloadModel, findLocalModel, findInHfCache, hfHubCache, listCachedModels, parseModelSpec, weightsDirs, HUB_REPOS, type CachedModel, type DownloadOptions, type ModelSpec } from './weights/hub.js';
 export { openCheckpoint } from './weights/open.js';

@@ -7,6 +7,7 @@ import fs from 'node:fs';
 import { createRequire } from 'node:module';
 import path from 'node:path';
 import type { LensResult, NeuronsResult, RankingsResult, SpeakingProbeResult, WatchResult } from '@sp/core';
+import { SpError } from '@sp/core/light'; // light: no TensorFlow.js for a report
 import type { TopLevelSpec } from 'vega-lite';
 import { toVega } from './render.js';
 import { lensGridSpec, lensStatsSpec, neuronsSpec, projectionSpec, rankingSpec, watchSpec } from './specs.js';
@@ -108,7 +109,7 @@ const BOOT = `
 
 /** A report page from sections; charts become live Vega views. */
 export function reportHtml(title: string, sections: Section[], opts: { subtitle?: string } = {}): string {
-  for (const s of sections) if (!/^[A-Za-z][\w-]*$/.test(s.id)) throw new Error(`report section id "${s.id}" must be letters, digits, - or _`);
+  for (const s of sections) if (!/^[A-Za-z][\w-]*$/.test(s.id)) throw new SpError('BAD_INPUT', `report section id "${s.id}" must be letters, digits, - or _`);
   const charts = sections.filter((s) => s.spec).map((s) => ({ id: s.id, spec: toVega(s.spec!) }));
   const chart = (s: Section) => (s.spec ? `<div class="chart-box"><div class="exports">export: <button data-export="svg" data-chart="${s.id}">SVG</button><button data-export="png" data-chart="${s.id}">PNG</button></div><div class="chart"></div></div>` : '');
   const body = sections.map((s) => `<section id="${s.id}"${s.card ? ' class="card"' : ''}>
@@ -175,7 +176,7 @@ export function rankReportHtml(input: { rankings?: RankingsResult | RankingsResu
   const list = <T,>(x: T | T[] | undefined): T[] => (x === undefined ? [] : Array.isArray(x) ? x : [x]);
   const ranks = list(input.rankings);
   const watch = list(input.watch);
-  if (ranks.length + watch.length === 0) throw new Error('rankReportHtml: give rankings and/or watch results');
+  if (ranks.length + watch.length === 0) throw new SpError('BAD_INPUT', 'rankReportHtml: give rankings and/or watch results');
   const sections: Section[] = [
     ...ranks.map((r, i): Section => ({
       id: `rank-${i}`,
@@ -231,7 +232,7 @@ void fits;
 /** Speaking-probe result cards: the probe, its sampled explanations and its vocabulary projection. */
 export function probeReportHtml(result: ProbeResultLike | SpeakingProbeResult | Array<ProbeResultLike | SpeakingProbeResult>, opts: { title?: string } = {}): string {
   const all: ProbeResultLike[] = Array.isArray(result) ? result : [result];
-  if (all.length === 0) throw new Error('probeReportHtml: no probe results');
+  if (all.length === 0) throw new SpError('BAD_INPUT', 'probeReportHtml: no probe results');
   const sections: Section[] = all.map((r, i) => {
     const top = r.projection?.top ?? [];
     const key = (['score', 'prob', 'logit'] as const).find((k) => typeof top[0]?.[k] === 'number');

@@ -1,6 +1,6 @@
 /** The wasm backend's heap, for reading and writing tensor bytes without copies through JS arrays. */
 import type * as tfc from '@tensorflow/tfjs-core';
-import { LITTLE_ENDIAN } from '../weights/safetensors.js';
+import { LITTLE_ENDIAN } from '../platform.js';
 import { tf } from './index.js';
 
 export interface WasmHeap {

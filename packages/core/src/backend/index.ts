@@ -1,7 +1,7 @@
 /**
  * Picks the tfjs backend once per process: `tensorflow` (tfjs-node / tfjs-node-gpu) when the user
  * installed one, else `wasm` (SIMD; multithreaded XNNPACK with $SP_WASM_THREADS > 1), else `cpu`.
- * `SP_BACKEND` or `setBackend(name)` chooses explicitly.
+ * `SP_BACKEND` or `initBackend(name)` (the `backend` option of `gpt2()`) chooses explicitly.
  */
 import * as tf from '@tensorflow/tfjs-core';
 import '@tensorflow/tfjs-backend-cpu';

@@ -69,17 +69,6 @@ export function disableWasmThreads(): void {
   tf.env().set('WASM_HAS_MULTITHREAD_SUPPORT', false);
 }
 
-/** XNNPACK threads in use, or 1 when not on wasm / unknown. */
-export function wasmThreadsInUse(): number {
-  try {
-    if (tf.getBackend() !== 'wasm') return 1;
-    const wasm = require('@tensorflow/tfjs-backend-wasm') as typeof import('@tensorflow/tfjs-backend-wasm');
-    return wasm.getThreadsCount();
-  } catch {
-    return 1;
-  }
-}
-
 /**
  * XNNPACK's pool threads block in a futex wait between ops, and Emscripten keeps their Node workers
  * referenced while they run, so the process would never exit on its own. Unreference them: they

@@ -7,7 +7,7 @@
 import type * as tfc from '@tensorflow/tfjs-core';
 import { tf, tidy } from '../backend/index.js';
 import { assertInt } from '../errors.js';
-import type { FwdHook } from '../hooks/index.js';
+import type { HookName } from '../hooks/index.js';
 import type { GPT2, ModelInput } from '../model/gpt2.js';
 import { isBatch, tokens } from './lens.js';
 import { resolvePosition, tokenNamer, type LensRunOptions } from './pass.js';
@@ -42,20 +42,12 @@ export function topNeurons(model: GPT2, input: ModelInput, opts: TopNeuronsOptio
 
   // 1. scores m_j·‖v_j‖ over the searched layers, top-k by |score| per prompt.
   const [idx, coef, score, norm] = tidy(() => {
-    const hooks = layers.map((l) => `blocks.${l}.mlp.hook_post`);
-    const captured = new Map<string, tfc.Tensor>();
-    const capture: FwdHook = [(n) => hooks.includes(n), (t, { hook }) => void captured.set(hook.name, t)];
-    const ragged = batch.mask.some((r) => r.includes(0));
-    model.step(tf.tensor2d(batch.ids, undefined, 'int32'), {
-      keyMask: ragged ? batch.mask : undefined,
-      patches: model.patches(opts.embeds, opts.inject, batch),
-      fwdHooks: [...(opts.fwdHooks ?? []), capture],
-      logits: 'none',
-    });
-    const post = tf.reshape(tf.stack(hooks.map((h) => captured.get(h)!), 2), [-1, L * m]); // [b·s, L·m]
+    const hooks = layers.map((l): HookName => `blocks.${l}.mlp.hook_post`);
+    const { acts } = model.capture(batch, hooks, { embeds: opts.embeds, inject: opts.inject, fwdHooks: opts.fwdHooks, logits: 'none' });
+    const post = tf.reshape(tf.stack(hooks.map((h) => acts.get(h)!), 2), [-1, L * m]); // [b·s, L·m]
     const coefs = tf.gather(post, tf.tensor1d(cells.map((p, b) => b * s + p), 'int32')); // [B, L·m]
     // ‖v_j‖ for every neuron of the searched layers: row norms of c_proj [m, d]
-    const norms = tf.tensor2d(concat(layers.map((l) => model.weights.blocks[l].proj.rowNorms())), [1, L * m]);
+    const norms = tf.tensor2d(concat(layers.map((l) => model.ffValueNorms(l))), [1, L * m]);
     const scores = tf.mul(coefs, norms); // [B, L·m]
     const { indices } = tf.topk(tf.abs(scores), k); // [B, k]
     const flat = tf.add(indices, tf.mul(tf.reshape(tf.range(0, B, 1, 'int32'), [B, 1]), tf.scalar(L * m, 'int32'))); // into [B·L·m]
@@ -69,7 +61,7 @@ export function topNeurons(model: GPT2, input: ModelInput, opts: TopNeuronsOptio
   const values = which.map((w) => model.ffValue(w.layer, w.index));
   const [tokIds, tokLogits] = tidy(() => {
     const vmat = tf.tensor2d(values.flatMap((v) => Array.from(v)), [values.length, model.config.dModel]);
-    const { values: top, indices } = tf.topk(model.weights.unembed.apply(vmat), nTok); // [B·k, nTok]
+    const { values: top, indices } = tf.topk(model.unembedVectors(vmat), nTok); // [B·k, nTok]
     return [indices.dataSync(), top.dataSync()] as const;
   });
 

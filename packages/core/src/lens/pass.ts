@@ -11,7 +11,7 @@
 import type * as tfc from '@tensorflow/tfjs-core';
 import { tf, tidy } from '../backend/index.js';
 import { SpError } from '../errors.js';
-import type { FwdHook } from '../hooks/index.js';
+import type { FwdHook, HookName } from '../hooks/index.js';
 import type { EmbedOverride, GPT2, Injection, TokenBatch } from '../model/gpt2.js';
 import type { LensRowInfo, LensView } from './types.js';
 
@@ -85,30 +85,21 @@ export interface PassOutput {
 export function lensPass(model: GPT2, batch: TokenBatch, req: PassRequest): PassOutput {
   const { nLayer, dModel: d, dVocab: V } = model.config;
   const rows = lensRows(nLayer, req.view);
-  const outputHook = `blocks.${nLayer - 1}.hook_resid_post`;
-  const hooks = rows.map((r) => r.hook);
+  const outputHook: HookName = `blocks.${nLayer - 1}.hook_resid_post`;
+  const hooks = rows.map((r) => r.hook as HookName); // lensRows writes only real hook names
   if (!hooks.includes(outputHook)) hooks.push(outputHook); // KL needs the output distribution
   const R = hooks.length;
   const outRow = hooks.indexOf(outputHook);
   const P = req.cells.length;
   const W = req.cells[0]?.targets?.length ?? 0;
-  if (req.cells.some((c) => (c.targets?.length ?? 0) !== W)) throw new Error('lensPass: every cell needs the same number of targets');
+  if (req.cells.some((c) => (c.targets?.length ?? 0) !== W)) throw new SpError('BAD_INPUT', 'lensPass: every cell needs the same number of targets');
   const k = Math.min(req.topk, V);
   const [bN, s] = [batch.ids.length, batch.ids[0].length];
 
   // x: [P, R, d], the residual stream at every selected cell and row; the forward's tensors die with this tidy.
   const x = tidy(() => {
-    const captured = new Map<string, tfc.Tensor>();
-    const want = new Set(hooks);
-    const capture: FwdHook = [(n) => want.has(n), (t, { hook }) => void captured.set(hook.name, t)];
-    const ragged = batch.mask.some((m) => m.includes(0));
-    model.step(tf.tensor2d(batch.ids, [bN, s], 'int32'), {
-      keyMask: ragged ? batch.mask : undefined,
-      patches: model.patches(req.embeds, req.inject, batch),
-      fwdHooks: [...(req.fwdHooks ?? []), capture],
-      logits: 'none',
-    });
-    const stacked = tf.stack(hooks.map((h) => captured.get(h)!), 2); // [b, s, R, d]
+    const { acts } = model.capture(batch, hooks, { embeds: req.embeds, inject: req.inject, fwdHooks: req.fwdHooks, logits: 'none' });
+    const stacked = tf.stack(hooks.map((h) => acts.get(h)!), 2); // [b, s, R, d]
     const flat = tf.reshape(stacked, [bN * s, R, d]);
     return tf.gather(flat, tf.tensor1d(req.cells.map((c) => c.b * s + c.pos), 'int32')) as tfc.Tensor3D; // [P, R, d]
   });

@@ -2,7 +2,7 @@
  * Ecco's `rankings` and `rankings_watch`: where, layer by layer, a token stands in the lens
  * distribution (rank 1 = most probable). Same single batched pass as the logit lens.
  */
-import { tf } from '../backend/index.js';
+import { tf, tidy } from '../backend/index.js';
 import { SpError, assertInt } from '../errors.js';
 import type { GPT2, ModelInput } from '../model/gpt2.js';
 import { isBatch, tokens } from './lens.js';
@@ -60,7 +60,7 @@ export function rankings(model: GPT2, input: ModelInput, opts: RankingsOptions =
 /** The model's greedy next token after each prompt's last position (with the same overrides). */
 function lastPredictions(model: GPT2, input: ModelInput, lengths: number[], opts: LensRunOptions): number[] {
   const ragged = lengths.some((n) => n !== lengths[0]);
-  return tf.tidy(() => {
+  return tidy(() => {
     const logits = model.forward(input, { embeds: opts.embeds, inject: opts.inject, fwdHooks: opts.fwdHooks, logits: ragged ? 'all' : 'last' });
     const s = logits.shape[1];
     const rows = tf.concat(lengths.map((n, b) => tf.slice(logits, [b, ragged ? n - 1 : s - 1, 0], [1, 1, -1])), 0); // [b, 1, V]
@@ -135,7 +135,7 @@ export function watchTokenIds(model: GPT2, watch: Array<string | number>): numbe
       return w;
     }
     if (w === '') throw new SpError('BAD_INPUT', 'watch token "" is empty');
-    const id = model.tokenizer.tokenId(w);
+    const id = model.tokenId(w);
     if (id !== undefined) return id;
     const parts = model.encode(w).map((i) => `${JSON.stringify(model.tokenString(i))} (${i})`);
     throw new SpError('BAD_INPUT', `watch token ${JSON.stringify(w)} is not a single token: it tokenizes as ${parts.join(' + ')}`);

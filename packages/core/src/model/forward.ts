@@ -9,7 +9,7 @@ import type * as tfc from '@tensorflow/tfjs-core';
 import { tf } from '../backend/index.js';
 import { geluNew, layerNorm } from '../backend/kernels.js';
 import type { HookRunner } from '../hooks/index.js';
-import type { GPT2Config } from './config.js';
+import type { GPT2Config } from '../config.js';
 import type { DeviceWeights } from './weights.js';
 
 /** Past keys/values per layer: k, v [b, h, past, dh]. */

@@ -3,14 +3,14 @@
  * checkpoint (for FF keys/values), and the TransformerLens-style entry points.
  */
 import type * as tfc from '@tensorflow/tfjs-core';
-import { tf } from '../backend/index.js';
+import { tf, tidy } from '../backend/index.js';
 import { SpError, assertInt } from '../errors.js';
-import { ActivationCache, HookRunner, hookNames, type FwdHook, type HookFilter } from '../hooks/index.js';
+import { ActivationCache, HookRunner, hookNames, type FwdHook, type HookFilter, type HookName } from '../hooks/index.js';
 import type { GPT2Tokenizer } from '../tokenizer/index.js';
 import type { Checkpoint } from '../weights/checkpoint.js';
-import type { GPT2Config } from './config.js';
+import type { GPT2Config } from '../config.js';
 import { forward, layerNorm, unembed, type ForwardOutput, type KVCache, type Patch } from './forward.js';
-import { disposeWeights, uploadWeights, type DeviceWeights, type UploadOptions } from './weights.js';
+import { disposeWeights, uploadWeights, type DeviceWeights } from './weights.js';
 
 /** Text, a batch of texts, token ids, or a batch of token ids. */
 export type ModelInput = string | string[] | number[] | number[][];
@@ -55,27 +55,102 @@ export interface TokenBatch {
   lengths: number[];
 }
 
+/** What `GPT2.capture` returns: the activations at the asked hook points (after any user hook) and the logits. */
+export interface Captured {
+  acts: Map<HookName, tfc.Tensor>;
+  logits?: tfc.Tensor3D;
+}
+
+/** One LayerNorm's weight and bias, [d_model] each. */
+export interface LayerNormParams {
+  w: Float32Array;
+  b: Float32Array;
+}
+
+/**
+ * A loaded GPT-2. Analyses use only its public methods; the parameters, checkpoint and tokenizer
+ * are private (engine details reach bench and tests through `@sp/core/internals`).
+ */
 export class GPT2 {
   readonly config: GPT2Config;
-  readonly weights: DeviceWeights;
+  /** Name or directory the model was loaded from. */
+  readonly name: string;
+  /** @internal */
+  private readonly weights: DeviceWeights;
+  /** @internal */
+  private readonly checkpoint: Checkpoint;
+  /** @internal */
+  private readonly tokenizer: GPT2Tokenizer;
+  /** @internal */
   private readonly validHooks: Set<string>;
+  /** @internal */
   private disposed = false;
 
-  constructor(
-    readonly checkpoint: Checkpoint,
-    readonly tokenizer: GPT2Tokenizer,
-    /** Name or directory the model was loaded from. */
-    readonly name: string,
-    upload: UploadOptions = {},
-  ) {
-    this.config = checkpoint.config;
-    this.weights = uploadWeights(checkpoint, upload);
+  /** Prefer `gpt2(nameOrDir)`, which finds, opens and checks the files. */
+  constructor(source: Checkpoint, tok: GPT2Tokenizer, name: string, upload: { allowNonfinite?: boolean } = {}) {
+    this.checkpoint = source;
+    this.tokenizer = tok;
+    this.name = name;
+    this.config = source.config;
+    this.weights = uploadWeights(source, upload);
     this.validHooks = new Set(hookNames(this.config.nLayer));
   }
 
   /** All hook point names, in forward order. */
-  hookNames(): string[] {
+  hookNames(): HookName[] {
     return hookNames(this.config.nLayer);
+  }
+
+  /** `<|endoftext|>` (50256 in GPT-2): the end-of-text token, also used as BOS and as padding. */
+  get eosTokenId(): number {
+    return this.tokenizer.eosTokenId;
+  }
+
+  /** The id of a string that is exactly one token, else undefined (`' is'` → 318). */
+  tokenId(s: string): number | undefined {
+    return this.tokenizer.tokenId(s);
+  }
+
+  /** Token embedding E[id] (row id of wte), [d_model], read from the file. */
+  tokenEmbedding(id: number): Float32Array {
+    assertInt('token id', id, 0, this.config.dVocab);
+    return this.checkpoint.tokenEmbedding(id);
+  }
+
+  /** ‖E_i‖ for every token i, [d_vocab]. */
+  tokenEmbeddingNorms(): Float32Array {
+    this.checkAlive();
+    return Float32Array.from(this.weights.unembed.colNorms());
+  }
+
+  /** ‖FF value j‖ of `layer` for every j (row norms of mlp.c_proj.weight), [d_mlp]. */
+  ffValueNorms(layer: number): Float32Array {
+    this.checkAlive();
+    assertInt('layer', layer, 0, this.config.nLayer);
+    return Float32Array.from(this.weights.blocks[layer].proj.rowNorms());
+  }
+
+  /** Bytes of the model's parameters in the checkpoint. */
+  get parameterBytes(): number {
+    return this.checkpoint.parameterBytes;
+  }
+
+  /**
+   * A LayerNorm's weight and bias: `ln1`/`ln2` of block `layer`, or `ln_final` (layer ignored).
+   * With a cache, the LayerNorm output is `normalized · w + b` (hook_normalized is before them).
+   */
+  layerNormParams(layer: number, which: 'ln1' | 'ln2' | 'ln_final'): LayerNormParams {
+    this.checkAlive();
+    let w: tfc.Tensor1D, b: tfc.Tensor1D;
+    if (which === 'ln_final') [w, b] = [this.weights.lnfw, this.weights.lnfb];
+    else {
+      assertInt('layer', layer, 0, this.config.nLayer);
+      const blk = this.weights.blocks[layer];
+      if (which === 'ln1') [w, b] = [blk.ln1w, blk.ln1b];
+      else if (which === 'ln2') [w, b] = [blk.ln2w, blk.ln2b];
+      else throw new SpError('BAD_INPUT', `unknown LayerNorm "${String(which)}" (use ln1, ln2 or ln_final)`);
+    }
+    return { w: Float32Array.from(w.dataSync() as Float32Array), b: Float32Array.from(b.dataSync() as Float32Array) };
   }
 
   encode(text: string): number[] {
@@ -130,7 +205,7 @@ export class GPT2 {
   /** Logits [batch, pos, d_vocab] (or [batch, 1, d_vocab] with logits: 'last'). Caller disposes. */
   forward(input: ModelInput, opts: ForwardOptions = {}): tfc.Tensor3D {
     const batch = this.toTokens(input, { prependBos: opts.prependBos });
-    return tf.tidy(() => this.run(batch, opts).logits!);
+    return tidy(() => this.run(batch, opts));
   }
 
   /** TransformerLens' run_with_hooks: hooks may read or replace activations. */
@@ -142,12 +217,16 @@ export class GPT2 {
    * TransformerLens' run_with_cache: logits plus the named activations ([batch, ...] tensors).
    * `names` filters what is kept (all hook points by default). Dispose both when done.
    */
-  runWithCache(input: ModelInput, opts: ForwardOptions & { names?: HookFilter | string[] } = {}): { logits: tfc.Tensor3D; cache: ActivationCache } {
+  runWithCache(input: ModelInput, opts: ForwardOptions & { names?: HookFilter | HookName[] } = {}): { logits: tfc.Tensor3D; cache: ActivationCache } {
     const want = cacheFilter(opts.names, this.validHooks);
-    const cache = new ActivationCache();
-    const keeper: FwdHook = [want, (t, { hook }) => cache.keep(hook.name, t)];
+    const batch = this.toTokens(input, { prependBos: opts.prependBos });
+    const cache = new ActivationCache(this.config.nLayer);
     try {
-      const logits = this.forward(input, { ...opts, fwdHooks: [...(opts.fwdHooks ?? []), keeper] });
+      const logits = tidy(() => {
+        const { acts, logits } = this.capture(batch, want, { ...opts, logits: opts.logits ?? 'all' });
+        for (const [name, t] of acts) cache.keep(name, t);
+        return logits!;
+      });
       return { logits, cache };
     } catch (e) {
       cache.dispose();
@@ -156,8 +235,34 @@ export class GPT2 {
   }
 
   /**
+   * The one run preamble behind every analysis: the key mask of a ragged batch, the embeds/inject
+   * patches, then one step whose activations at `names` (a list or a predicate; seen after the
+   * user's own fwdHooks) come back with the logits. Not tidied: call inside tf.tidy.
+   * @internal
+   */
+  capture(batch: TokenBatch, names: Iterable<HookName> | ((name: HookName) => boolean), opts: Omit<ForwardOptions, 'logits' | 'prependBos'> & { logits: 'all' | 'last' | 'none' }): Captured {
+    const ragged = batch.mask.some((m) => m.includes(0));
+    if (opts.logits === 'last' && ragged) {
+      throw new SpError('BAD_INPUT', "logits: 'last' needs equal-length inputs (use 'all' and read each row's last real position)");
+    }
+    const acts = new Map<HookName, tfc.Tensor>();
+    const fwdHooks = [...(opts.fwdHooks ?? [])];
+    const set = typeof names === 'function' ? undefined : new Set(names);
+    // No hook when nothing is asked for: a hook makes the forward pass take its observed (unfused) paths.
+    if (!set || set.size > 0) fwdHooks.push([set ? (n) => set.has(n) : (names as (name: HookName) => boolean), (t, { hook }) => void acts.set(hook.name, t)]);
+    const out = this.step(tf.tensor2d(batch.ids, [batch.ids.length, batch.ids[0].length], 'int32'), {
+      keyMask: ragged ? batch.mask : undefined,
+      patches: this.patches(opts.embeds, opts.inject, batch),
+      fwdHooks,
+      logits: opts.logits,
+    });
+    return { acts, logits: out.logits };
+  }
+
+  /**
    * One forward step for generation and analyses: explicit positions, key mask and KV cache.
    * Not tidied: call inside tf.tidy (the returned tensors survive it when returned).
+   * @internal
    */
   step(ids: tfc.Tensor2D, opts: { past?: KVCache; positionIds?: tfc.Tensor2D; keyMask?: number[][]; patches?: Patch[]; fwdHooks?: FwdHook[]; logits?: 'all' | 'last' | 'none' }): ForwardOutput {
     this.checkAlive();
@@ -172,11 +277,21 @@ export class GPT2 {
     });
   }
 
+  /**
+   * The tied unembedding W_U = W_Eᵀ WITHOUT ln_final: [..., d_model] → [..., d_vocab] (v·Eᵀ, e.g.
+   * an FF value read in embedding space). Caller disposes.
+   */
+  unembedVectors(x: tfc.Tensor): tfc.Tensor {
+    this.checkAlive();
+    if (x.shape.at(-1) !== this.config.dModel) throw new SpError('BAD_INPUT', `unembedVectors needs [..., ${this.config.dModel}] (d_model), got [${x.shape}]`);
+    return tidy(() => this.weights.unembed.apply(x.dtype === 'float32' ? x : tf.cast(x, 'float32')));
+  }
+
   /** ln_final then the tied unembedding of any residual-stream tensor [..., d_model] → [..., d_vocab]. */
   unembedResid(x: tfc.Tensor): tfc.Tensor {
     this.checkAlive();
     if (x.shape.at(-1) !== this.config.dModel) throw new SpError('BAD_INPUT', `unembedResid needs [..., ${this.config.dModel}] (d_model), got [${x.shape}]`);
-    return tf.tidy(() => {
+    return tidy(() => {
       const shape = x.shape;
       const x3 = tf.reshape(x, [1, -1, this.config.dModel]);
       const lnf = layerNorm(x3, this.weights.lnfw, this.weights.lnfb, this.config.layerNormEps);
@@ -184,7 +299,10 @@ export class GPT2 {
     });
   }
 
-  /** Validate overrides and turn them into forward-pass patches. */
+  /**
+   * Validate overrides and turn them into forward-pass patches.
+   * @internal
+   */
   patches(embeds: EmbedOverride[] = [], inject: Injection[] = [], batch: TokenBatch): Patch[] {
     const len = Math.max(...batch.lengths);
     const check = (o: EmbedOverride, what: string) => {
@@ -220,28 +338,21 @@ export class GPT2 {
     this.checkpoint.close();
   }
 
-  /** Using a disposed model would fail deep inside tfjs; say what happened instead. */
+  /**
+   * Using a disposed model would fail deep inside tfjs; say what happened instead.
+   * @internal
+   */
   private checkAlive(): void {
     if (this.disposed) throw new SpError('BAD_INPUT', `model ${this.name} has been disposed`);
   }
 
-  private run(batch: TokenBatch, opts: ForwardOptions): ForwardOutput {
-    const ragged = batch.mask.some((m) => m.includes(0));
-    const ids = tf.tensor2d(batch.ids, undefined, 'int32');
-    const out = this.step(ids, {
-      keyMask: ragged ? batch.mask : undefined,
-      patches: this.patches(opts.embeds, opts.inject, batch),
-      fwdHooks: opts.fwdHooks,
-      logits: opts.logits ?? 'all',
-    });
-    if (opts.logits === 'last' && ragged) {
-      throw new SpError('BAD_INPUT', "logits: 'last' needs equal-length inputs (use 'all' and read each row's last real position)");
-    }
-    return out;
+  /** @internal */
+  private run(batch: TokenBatch, opts: ForwardOptions): tfc.Tensor3D {
+    return this.capture(batch, [], { ...opts, logits: opts.logits ?? 'all' }).logits!;
   }
 }
 
-function cacheFilter(names: HookFilter | string[] | undefined, valid: Set<string>): (n: string) => boolean {
+function cacheFilter(names: HookFilter | HookName[] | undefined, valid: Set<string>): (n: HookName) => boolean {
   if (names === undefined) return () => true;
   if (typeof names === 'function') return names;
   const list = typeof names === 'string' ? [names] : names;

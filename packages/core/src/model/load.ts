@@ -7,7 +7,7 @@ import { GPT2 } from './gpt2.js';
 export interface LoadOptions extends DownloadOptions {
   /** 'wasm' | 'cpu' | 'tensorflow'; default: $SP_BACKEND, else the best one installed. */
   backend?: string;
-  /** Download a missing preset from the Hugging Face hub (default true). */
+  /** Download a missing model from the Hugging Face hub (default true; never with HF_HUB_OFFLINE=1). */
   download?: boolean;
   /**
    * Load weights that are NaN or ±Infinity (default false: the load fails with a NONFINITE_WEIGHTS
@@ -17,8 +17,9 @@ export interface LoadOptions extends DownloadOptions {
 }
 
 /**
- * Load GPT-2 from a preset name (`gpt2`, `gpt2-medium`, ...; found in $SP_WEIGHTS_DIR, the repo's
- * weights/ or the user cache, else downloaded) or from an HF-layout directory.
+ * Load GPT-2 from a preset name (`gpt2`, `gpt2-medium`, ...), any GPT-2 hub repo id
+ * (`owner/name[@revision]`) or an HF-layout directory; names are looked up locally (the shared
+ * Hugging Face cache included, see weights/hub.ts) and downloaded into the HF cache when missing.
  */
 export async function gpt2(nameOrDir = 'gpt2', opts: LoadOptions = {}): Promise<GPT2> {
   await initBackend(opts.backend);

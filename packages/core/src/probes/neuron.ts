@@ -7,6 +7,7 @@
  */
 import { tidy } from '../backend/index.js';
 import { SpError, assertInt } from '../errors.js';
+import type { HookName } from '../hooks/index.js';
 import type { GPT2 } from '../model/gpt2.js';
 import { formatExpr, parseExpr } from './expr.js';
 import { readVectorFile } from './vector-file.js';
@@ -98,10 +99,10 @@ export function resolveNeuron(model: GPT2, spec: NeuronSpec): ResolvedNeuron {
       source = { type: 'file', path: o.path };
       break;
     case 'expr': {
-      const terms = parseExpr(o.expr, (t) => model.tokenizer.tokenId(t), cfg.dVocab);
+      const terms = parseExpr(o.expr, (t) => model.tokenId(t), cfg.dVocab);
       vector = new Float32Array(cfg.dModel);
       for (const { coef, atom } of terms) {
-        const v = atom.kind === 'token' ? model.checkpoint.tokenEmbedding(atom.id) : atom.kind === 'key' ? model.ffKey(atom.layer, atom.index) : model.ffValue(atom.layer, atom.index);
+        const v = atom.kind === 'token' ? model.tokenEmbedding(atom.id) : atom.kind === 'key' ? model.ffKey(atom.layer, atom.index) : model.ffValue(atom.layer, atom.index);
         for (let i = 0; i < v.length; i++) vector[i] += coef * v[i];
       }
       const canon = formatExpr(terms, (id) => model.tokenString(id));
@@ -145,7 +146,7 @@ export function hiddenState(model: GPT2, prompt: string | number[], layer: numbe
   if (!Number.isInteger(position) || pos < 0 || pos >= ids.length) {
     throw new SpError('OUT_OF_RANGE', `source position ${position} is out of range for a ${ids.length}-token prompt [${-ids.length}, ${ids.length - 1}]`);
   }
-  const name = layer < n ? `blocks.${layer}.hook_resid_pre` : `blocks.${n - 1}.hook_resid_post`;
+  const name: HookName = layer < n ? `blocks.${layer}.hook_resid_pre` : `blocks.${n - 1}.hook_resid_post`;
   const { logits, cache } = model.runWithCache(ids, { names: [name], logits: 'last' });
   try {
     const x = tidy(() => cache.get(name).slice([0, pos, 0], [1, 1, -1]).reshape([-1]));

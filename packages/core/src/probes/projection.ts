@@ -25,10 +25,9 @@ export interface EmbeddingProjection {
 /** Top-k of v·Eᵀ, raw and with normalised embeddings. `vector`: [d_model]. */
 export function embeddingProjection(model: GPT2, vector: ArrayLike<number>, k = 20): EmbeddingProjection {
   const [raw, norm] = tidy(() => {
-    const W_U = model.weights.unembed; // [d → V], tied to the token embeddings
     const v = tf.tensor2d(Float32Array.from(vector), [1, vector.length]);
-    const scores = W_U.apply(v).reshape([-1]) as tfc.Tensor1D; // [V]
-    const embNorms = tf.tensor1d(W_U.colNorms()); // ‖E_i‖, [V]
+    const scores = model.unembedVectors(v).reshape([-1]) as tfc.Tensor1D; // [V]: W_U is tied to the token embeddings
+    const embNorms = tf.tensor1d(model.tokenEmbeddingNorms()); // ‖E_i‖, [V]
     return [scores, tf.div(scores, tf.maximum(embNorms, 1e-12))];
   });
   const rawData = raw.dataSync() as Float32Array;

@@ -7,22 +7,34 @@
  * The result is a plain JSON-serialisable object (the CLI's --json output).
  */
 import { SpError, assertInt } from '../errors.js';
-import { generate, type TokenEvent } from '../generate/generate.js';
+import { GENERATION_DEFAULTS, generate, type FinishReason, type TokenEvent } from '../generate/generate.js';
 import type { EmbedOverride, GPT2, Injection } from '../model/gpt2.js';
 import { parseNeuronSpec, resolveNeuron, type NeuronSpec, type NeuronSpecObject, type ResolvedNeuron } from './neuron.js';
 import { embeddingProjection, type EmbeddingProjection } from './projection.js';
 import { parseTemplate, renderTemplate, tokenizeTemplate } from './template.js';
 
-/** The article's generation settings: sampling, T = 0.5, repetition penalty 2, 50 new tokens, 3 samples. */
-export const SPEAKING_PROBE_DEFAULTS = {
-  samples: 3,
+/**
+ * The article's generation settings, as overrides of HF's GENERATION_DEFAULTS: sampling, T = 0.5,
+ * repetition penalty 2, 50 new tokens, 3 samples, special tokens dropped from the texts. top-k 50 and
+ * top-p 1 are HF generate's defaults, in force in the original (it passes neither).
+ */
+const PROBE_OVERRIDES = {
+  doSample: true,
   temperature: 0.5,
   repetitionPenalty: 2,
   maxNewTokens: 50,
-  topK: 50, // HF generate's default, in force in the original (it passes no top_k)
-  topP: 1,
-  projectionTop: 20,
+  numReturnSequences: 3,
+  skipSpecialTokens: true, // the original decodes with skip_special_tokens=True
 } as const;
+
+export const SPEAKING_PROBE_DEFAULTS = Object.freeze({
+  ...GENERATION_DEFAULTS,
+  ...PROBE_OVERRIDES,
+  /** The probe's name for numReturnSequences. */
+  samples: PROBE_OVERRIDES.numReturnSequences,
+  /** Tokens in the embedding-space view. */
+  projectionTop: 20,
+});
 
 export interface SpeakingProbeOptions {
   /** Template with <neuron>, <neuron2>, … and/or <param_L_J> tags. */
@@ -79,7 +91,8 @@ export interface SpeakingProbeSample {
   /** Decoded new text (special tokens dropped unless skipSpecialTokens is false). */
   text: string;
   new_ids: number[];
-  finish: 'eos' | 'stop' | 'length';
+  /** Why the sample stopped (generate's finishReasons). */
+  finish: FinishReason;
 }
 
 export interface SpeakingProbeResult {
@@ -137,7 +150,7 @@ export async function speakingProbe(model: GPT2, opts: SpeakingProbeOptions): Pr
   const projectionTop = opts.projectionTop ?? d.projectionTop;
   assertInt('projectionTop', projectionTop, 0, model.config.dVocab + 1);
   const seed = greedy ? undefined : opts.seed ?? Math.floor(Math.random() * 2 ** 32);
-  const skipSpecialTokens = opts.skipSpecialTokens ?? true;
+  const skipSpecialTokens = opts.skipSpecialTokens ?? d.skipSpecialTokens;
   const scale = opts.scale ?? 1;
   if (!Number.isFinite(scale)) throw new SpError('BAD_INPUT', `scale must be a finite number (got ${opts.scale})`);
 
@@ -201,7 +214,6 @@ export async function speakingProbe(model: GPT2, opts: SpeakingProbeOptions): Pr
     onToken: opts.onToken,
   });
 
-  const eos = opts.eosTokenId === null ? [] : Array.isArray(opts.eosTokenId) ? opts.eosTokenId : [opts.eosTokenId ?? model.tokenizer.eosTokenId];
   const maxNew = opts.maxNewTokens ?? d.maxNewTokens;
   const neurons: SpeakingProbeNeuron[] = entries.map(({ r, tags, positions: pos }) => ({
     label: r.label,
@@ -225,7 +237,7 @@ export async function speakingProbe(model: GPT2, opts: SpeakingProbeOptions): Pr
       ids: gen.sequences[i],
       text: gen.texts[i],
       new_ids: t,
-      finish: t.length > 0 && eos.includes(t[t.length - 1]) ? 'eos' : (opts.stopStrings ?? []).some((s) => model.decode(t).includes(s)) ? 'stop' : 'length',
+      finish: gen.finishReasons[i],
     })),
     projection: neurons[0]?.projection ?? null,
     options: {
@@ -236,8 +248,8 @@ export async function speakingProbe(model: GPT2, opts: SpeakingProbeOptions): Pr
       top_p: opts.topP ?? d.topP,
       repetition_penalty: opts.repetitionPenalty ?? d.repetitionPenalty,
       max_new_tokens: maxNew,
-      min_length: opts.minLength ?? 0,
-      min_new_tokens: opts.minNewTokens ?? 0,
+      min_length: opts.minLength ?? d.minLength,
+      min_new_tokens: opts.minNewTokens ?? d.minNewTokens,
       stop_strings: opts.stopStrings ?? [],
       seed: seed ?? null,
       skip_special_tokens: skipSpecialTokens,

@@ -1,43 +1,62 @@
 /**
- * An HF GPT-2 directory (config.json, model.safetensors, optional tokenizer.json) opened lazily:
+ * An HF GPT-2 directory (config.json, model.safetensors or sharded model-0000x-of-0000y.safetensors
+ * with model.safetensors.index.json, optional tokenizer.json) opened lazily:
  * the header is parsed and validated, tensors are read on demand by byte offset. This is what
  * `ffKey`/`ffValue` use, so reading one neuron never loads the model.
  */
 import fs from 'node:fs';
 import path from 'node:path';
 import { SpError, assertInt } from '../errors.js';
-import { makeConfig, type GPT2Config } from '../model/config.js';
+import { makeConfig, type GPT2Config } from '../config.js';
+import { blockMatrices, blockNorms, requiredTensorShapes, WPE, WTE } from './names.js';
 import { SafetensorsFile, type TensorInfo } from './safetensors.js';
+
+/** The index of a sharded checkpoint (transformers' SAFE_WEIGHTS_INDEX_NAME). */
+export const SHARD_INDEX = 'model.safetensors.index.json';
+
+/**
+ * The weight_map of `<dir>/model.safetensors.index.json`: tensor name -> shard file name (a plain
+ * file name in `dir`; anything with a path separator is refused so an index cannot point outside).
+ */
+export function readShardIndex(dir: string): Map<string, string> {
+  const p = path.join(dir, SHARD_INDEX);
+  let parsed: unknown;
+  try {
+    parsed = JSON.parse(fs.readFileSync(p, 'utf8'));
+  } catch (e) {
+    throw new SpError('BAD_FILE', `cannot read ${p} as JSON: ${(e as Error).message.split('\n')[0]}`);
+  }
+  const wm = (parsed as { weight_map?: unknown } | null)?.weight_map;
+  if (typeof wm !== 'object' || wm === null || Array.isArray(wm)) throw new SpError('BAD_FILE', `${p} has no "weight_map" object`);
+  const map = new Map<string, string>();
+  for (const [tensor, file] of Object.entries(wm as Record<string, unknown>)) {
+    if (typeof file !== 'string' || !file || file !== path.basename(file) || file === '.' || file === '..') {
+      throw new SpError('BAD_FILE', `${p}: weight_map[${JSON.stringify(tensor)}] is ${JSON.stringify(file)}, expected a file name in ${dir}`);
+    }
+    map.set(tensor, file);
+  }
+  if (map.size === 0) throw new SpError('BAD_FILE', `${p}: weight_map is empty`);
+  return map;
+}
+
+/** Pickle checkpoints are never opened: unpickling runs arbitrary code. */
+export const PICKLE_ADVICE =
+  'pickle files can execute code when loaded, so sp never opens them: use a revision with model.safetensors (e.g. a `@refs/pr/N` conversion PR on the hub), or convert with transformers\' save_pretrained(dir, safe_serialization=True)';
 
 /** Buffers HF stores that are not parameters. `lm_head.weight` is tied to `wte.weight`. */
 const IGNORED = /(^|\.)attn\.(bias|masked_bias)$|^lm_head\.weight$/;
-
-export function requiredTensorShapes(c: GPT2Config): Map<string, number[]> {
-  const m = new Map<string, number[]>([
-    ['wte.weight', [c.dVocab, c.dModel]],
-    ['wpe.weight', [c.nCtx, c.dModel]],
-    ['ln_f.weight', [c.dModel]],
-    ['ln_f.bias', [c.dModel]],
-  ]);
-  for (let i = 0; i < c.nLayer; i++) {
-    const p = `h.${i}.`;
-    m.set(p + 'ln_1.weight', [c.dModel]).set(p + 'ln_1.bias', [c.dModel]);
-    m.set(p + 'attn.c_attn.weight', [c.dModel, 3 * c.dModel]).set(p + 'attn.c_attn.bias', [3 * c.dModel]);
-    m.set(p + 'attn.c_proj.weight', [c.dModel, c.dModel]).set(p + 'attn.c_proj.bias', [c.dModel]);
-    m.set(p + 'ln_2.weight', [c.dModel]).set(p + 'ln_2.bias', [c.dModel]);
-    m.set(p + 'mlp.c_fc.weight', [c.dModel, c.dMlp]).set(p + 'mlp.c_fc.bias', [c.dMlp]);
-    m.set(p + 'mlp.c_proj.weight', [c.dMlp, c.dModel]).set(p + 'mlp.c_proj.bias', [c.dModel]);
-  }
-  return m;
-}
 
 export class Checkpoint {
   private constructor(
     readonly dir: string,
     readonly config: GPT2Config,
+    /** The first (for an unsharded checkpoint: the only) weights file. */
     readonly file: SafetensorsFile,
     /** canonical name (no `transformer.` prefix) -> name in the file */
     private readonly names: Map<string, string>,
+    /** Every weights file (shards in index order) and, per real tensor name, the file holding it. */
+    readonly files: SafetensorsFile[] = [file],
+    private readonly holder: Map<string, SafetensorsFile> = new Map(),
   ) {}
 
   /** Open and validate `dir` (config from config.json, or inferred from tensor shapes). */
@@ -45,27 +64,65 @@ export class Checkpoint {
     if (!fs.existsSync(dir)) throw new SpError('NOT_FOUND', `model directory ${dir} does not exist`);
     if (!fs.statSync(dir).isDirectory()) throw new SpError('NOT_FOUND', `${dir} is not a directory (pass the model's directory, not a file in it)`);
     const stPath = path.join(dir, 'model.safetensors');
-    if (!fs.existsSync(stPath)) {
+    const sharded = !fs.existsSync(stPath) && fs.existsSync(path.join(dir, SHARD_INDEX));
+    if (!fs.existsSync(stPath) && !sharded) {
+      const pickle = ['pytorch_model.bin', 'pytorch_model.bin.index.json'].find((f) => fs.existsSync(path.join(dir, f)));
+      if (pickle) throw new SpError('UNSUPPORTED', `${dir} has only ${pickle}: ${PICKLE_ADVICE}`);
       throw new SpError('NOT_FOUND', `${dir} has no model.safetensors (convert .bin checkpoints with HF's save_pretrained(safe_serialization=True))`);
     }
-    const file = SafetensorsFile.open(stPath);
+    const files: SafetensorsFile[] = [];
     try {
+      const holder = new Map<string, SafetensorsFile>();
+      if (sharded) {
+        const byName = new Map<string, SafetensorsFile>();
+        for (const [tensor, shard] of readShardIndex(dir)) {
+          let f = byName.get(shard);
+          if (!f) {
+            f = SafetensorsFile.open(path.join(dir, shard));
+            byName.set(shard, f);
+            files.push(f);
+          }
+          // The index says where each tensor is; a shard that lacks it is a broken download/conversion.
+          if (!f.tensors.has(tensor)) throw new SpError('BAD_FILE', `${path.join(dir, SHARD_INDEX)} puts tensor ${JSON.stringify(tensor)} in ${shard}, which does not hold it`);
+          holder.set(tensor, f);
+        }
+      } else {
+        files.push(SafetensorsFile.open(stPath));
+        for (const n of files[0].tensors.keys()) holder.set(n, files[0]);
+      }
       const names = new Map<string, string>();
-      for (const n of file.tensors.keys()) {
+      for (const n of holder.keys()) {
         const canon = n.startsWith('transformer.') ? n.slice('transformer.'.length) : n;
         if (IGNORED.test(canon)) continue;
         // `wte.weight` and `transformer.wte.weight` both present: which one is the model?
-        if (names.has(canon)) throw new SpError('BAD_FILE', `${stPath}: tensors ${JSON.stringify(names.get(canon))} and ${JSON.stringify(n)} are the same parameter`);
+        if (names.has(canon)) throw new SpError('BAD_FILE', `${sharded ? path.join(dir, SHARD_INDEX) : stPath}: tensors ${JSON.stringify(names.get(canon))} and ${JSON.stringify(n)} are the same parameter`);
         names.set(canon, n);
       }
-      const config = readConfig(dir, (n) => file.tensors.get(names.get(n) ?? '') ?? undefined);
-      const ckpt = new Checkpoint(dir, config, file, names);
+      const tensorInfo = (n: string): TensorInfo | undefined => {
+        const real = names.get(n);
+        return real === undefined ? undefined : holder.get(real)?.tensors.get(real);
+      };
+      const config = readConfig(dir, tensorInfo);
+      const ckpt = new Checkpoint(dir, config, files[0], names, files, holder);
       ckpt.validate();
       return ckpt;
     } catch (e) {
-      file.close();
+      for (const f of files) f.close();
       throw e;
     }
+  }
+
+  /** The weights file holding canonical tensor `name` (one of the shards for a sharded checkpoint). */
+  fileOf(name: string): SafetensorsFile {
+    const real = this.names.get(name);
+    const f = real === undefined ? undefined : this.holder.get(real);
+    if (!f) throw new SpError('NOT_FOUND', `tensor "${name}" missing from ${this.files.length > 1 ? path.join(this.dir, SHARD_INDEX) : this.file.path}`);
+    return f;
+  }
+
+  /** Raw bytes [byteOffset, byteOffset + dst.byteLength) of tensor `name`'s data, from whichever file holds it. */
+  readInto(name: string, dst: Uint8Array, byteOffset = 0): void {
+    this.fileOf(name).readInto(this.names.get(name)!, dst, byteOffset);
   }
 
   has(name: string): boolean {
@@ -73,46 +130,46 @@ export class Checkpoint {
   }
 
   info(name: string): TensorInfo {
-    const real = this.names.get(name);
-    if (!real) throw new SpError('NOT_FOUND', `tensor "${name}" missing from ${this.file.path}`);
-    return this.file.info(real);
+    return this.fileOf(name).info(this.names.get(name)!);
   }
 
   /** A whole tensor as float32 (F16/BF16 upcast). */
   read(name: string): Float32Array {
-    return this.file.read(this.info(name).name);
+    return this.fileOf(name).read(this.info(name).name);
   }
 
   /** FF key j of `layer`: column j of h.{layer}.mlp.c_fc.weight ([d_model, d_mlp], Conv1D layout). */
   ffKey(layer: number, j: number): Float32Array {
     this.checkNeuron(layer, j);
-    return this.file.readColumn(this.info(`h.${layer}.mlp.c_fc.weight`).name, j);
+    const name = blockMatrices(this.config, layer)[2].name + '.weight';
+    return this.fileOf(name).readColumn(this.info(name).name, j);
   }
 
   /** FF value j of `layer`: row j of h.{layer}.mlp.c_proj.weight ([d_mlp, d_model]). */
   ffValue(layer: number, j: number): Float32Array {
     this.checkNeuron(layer, j);
-    return this.file.readRow(this.info(`h.${layer}.mlp.c_proj.weight`).name, j);
+    const name = blockMatrices(this.config, layer)[3].name + '.weight';
+    return this.fileOf(name).readRow(this.info(name).name, j);
   }
 
   /** Row `id` of the token embedding. */
   tokenEmbedding(id: number): Float32Array {
     assertInt('token id', id, 0, this.config.dVocab);
-    return this.file.readRow(this.info('wte.weight').name, id);
+    return this.fileOf(WTE).readRow(this.info(WTE).name, id);
   }
 
   /** Total bytes of parameter data in the file. */
   get parameterBytes(): number {
     let n = 0;
     for (const real of this.names.values()) {
-      const t = this.file.info(real);
+      const t = this.holder.get(real)!.info(real);
       n += t.end - t.begin;
     }
     return n;
   }
 
   close(): void {
-    this.file.close();
+    for (const f of this.files) f.close();
   }
 
   private checkNeuron(layer: number, j: number): void {
@@ -131,7 +188,7 @@ export class Checkpoint {
     for (const [name, shape] of requiredTensorShapes(this.config)) {
       const real = this.names.get(name);
       if (!real) throw new SpError('BAD_FILE', `${this.file.path}: missing tensor "${name}"`);
-      const got = this.file.info(real).shape;
+      const got = this.info(name).shape;
       if (got.length !== shape.length || got.some((d, i) => d !== shape[i])) {
         throw new SpError('BAD_FILE', `${this.file.path}: tensor "${name}" has shape [${got}], expected [${shape}] for this config`);
       }
@@ -166,13 +223,13 @@ function readConfig(dir: string, tensor: (name: string) => TensorInfo | undefine
     throw new SpError('UNSUPPORTED', `${cfgPath}: activation_function ${JSON.stringify(act)} is not supported (GPT-2 uses "gelu_new")`);
   }
   // Infer from shapes where config.json is absent or silent.
-  const wte = tensor('wte.weight');
-  const wpe = tensor('wpe.weight');
-  const fc = tensor('h.0.mlp.c_fc.weight');
+  const wte = tensor(WTE);
+  const wpe = tensor(WPE);
+  const fc = tensor('h.0.mlp.c_fc.weight'); // before the config is known: blockMatrices needs it
   if (!wte || !wpe) throw new SpError('BAD_FILE', `${dir}/model.safetensors has no wte.weight/wpe.weight: not a GPT-2 checkpoint`);
   if (wte.shape.length !== 2 || wpe.shape.length !== 2) throw new SpError('BAD_FILE', `${dir}/model.safetensors: wte.weight [${wte.shape}] and wpe.weight [${wpe.shape}] must be 2-D`);
   let nLayer = num('n_layer');
-  if (nLayer === undefined) for (nLayer = 0; tensor(`h.${nLayer}.ln_1.weight`); nLayer++);
+  if (nLayer === undefined) for (nLayer = 0; tensor(blockNorms(nLayer).ln1 + '.weight'); nLayer++);
   const dModel = num('n_embd') ?? wte.shape[1];
   const nHead = num('n_head') ?? inferHeads(dModel);
   if (!Number.isInteger(dModel / nHead)) throw new SpError('BAD_FILE', `${cfgPath}: n_embd ${dModel} is not divisible by n_head ${nHead}`);

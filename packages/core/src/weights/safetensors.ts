@@ -8,6 +8,7 @@
  */
 import fs from 'node:fs';
 import { SpError } from '../errors.js';
+import { LITTLE_ENDIAN } from '../platform.js';
 
 export type DType = 'F32' | 'F16' | 'BF16';
 const BYTES: Record<DType, number> = { F32: 4, F16: 2, BF16: 2 };
@@ -26,12 +27,10 @@ export interface TensorInfo {
 export class SafetensorsFile {
   readonly tensors: ReadonlyMap<string, TensorInfo>;
   readonly metadata: Record<string, string>;
-  readonly fileSize: number;
   private fd: number | undefined;
 
-  private constructor(readonly path: string, fd: number, fileSize: number, tensors: Map<string, TensorInfo>, metadata: Record<string, string>) {
+  private constructor(readonly path: string, fd: number, tensors: Map<string, TensorInfo>, metadata: Record<string, string>) {
     this.fd = fd;
-    this.fileSize = fileSize;
     this.tensors = tensors;
     this.metadata = metadata;
   }
@@ -49,7 +48,7 @@ export class SafetensorsFile {
       if (!st.isFile()) throw new SpError('BAD_FILE', `${path} is not a regular file`);
       const size = st.size;
       const { tensors, metadata } = parseHeader(fd, size, path);
-      return new SafetensorsFile(path, fd, size, tensors, metadata);
+      return new SafetensorsFile(path, fd, tensors, metadata);
     } catch (e) {
       fs.closeSync(fd);
       throw e;
@@ -66,6 +65,18 @@ export class SafetensorsFile {
   read(name: string): Float32Array {
     const t = this.info(name);
     return decode(t.dtype, this.readBytes(t.begin, t.end - t.begin));
+  }
+
+  /**
+   * Raw bytes [byteOffset, byteOffset + dst.byteLength) of tensor `name`'s data, read straight into
+   * `dst` (e.g. a view of the wasm heap: no intermediate copy).
+   */
+  readInto(name: string, dst: Uint8Array, byteOffset = 0): void {
+    const t = this.info(name);
+    if (!Number.isSafeInteger(byteOffset) || byteOffset < 0 || byteOffset + dst.byteLength > t.end - t.begin) {
+      throw new SpError('OUT_OF_RANGE', `bytes [${byteOffset}, ${byteOffset + dst.byteLength}) outside tensor ${q(name)} of ${t.end - t.begin} bytes`);
+    }
+    this.readFully(dst, t.begin + byteOffset);
   }
 
   /** Elements [start, start+count) of the flattened tensor (row-major), upcast to float32. */
@@ -125,15 +136,20 @@ export class SafetensorsFile {
 
   /** `len` bytes at absolute offset `pos` (into `into` when given, which must hold them). */
   private readBytes(pos: number, len: number, into?: Buffer): Uint8Array {
-    if (this.fd === undefined) throw new SpError('BAD_INPUT', `${this.path} is closed`);
     const buf = into ? into.subarray(0, len) : Buffer.allocUnsafe(len);
+    this.readFully(buf, pos);
+    return buf;
+  }
+
+  /** Fills `dst` from absolute offset `pos`: the one loop that reads this file's bytes. */
+  private readFully(dst: Uint8Array, pos: number): void {
+    if (this.fd === undefined) throw new SpError('BAD_INPUT', `${this.path} is closed`);
     let done = 0;
-    while (done < len) {
-      const n = fs.readSync(this.fd, buf, done, len - done, pos + done);
+    while (done < dst.byteLength) {
+      const n = fs.readSync(this.fd, dst, done, dst.byteLength - done, pos + done);
       if (n === 0) throw new SpError('BAD_FILE', `${this.path}: unexpected end of file`);
       done += n;
     }
-    return buf;
   }
 }
 
@@ -299,9 +315,6 @@ function f16Table(): Float32Array {
 }
 
 // ---- writer ----
-
-/** Whether this process stores numbers little-endian, as safetensors files (and the wasm heap) do. */
-export const LITTLE_ENDIAN = new Uint8Array(new Uint32Array([1]).buffer)[0] === 1;
 
 export interface TensorToWrite {
   name: string;

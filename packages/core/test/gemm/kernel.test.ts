@@ -23,13 +23,15 @@ test('the engine supports the kernel (wasm SIMD + shared memory)', () => {
   expect(gemmSupported()).toBe(true);
 });
 
-test('committed GEMM_WASM_BASE64 equals the assembled scripts/gemm-wat.mjs (else run `node packages/core/scripts/build-gemm-wasm.mjs`)', async () => {
-  const { assembleGemm } = (await import(ASSEMBLE)) as { assembleGemm: () => Promise<Uint8Array> };
+test('committed GEMM_WASM_BASE64 equals the assembled scripts/gemm-wat.mjs (else run `pnpm --filter @sp/core run gen:wasm`)', async () => {
+  const { assembleGemm, wasmBinaryIsCurrent } = (await import(ASSEMBLE)) as { assembleGemm: () => Promise<Uint8Array>; wasmBinaryIsCurrent: () => Promise<boolean> };
   const fresh = Buffer.from(await assembleGemm()).toString('base64');
   // Not toBe: a failure would print two multi-kilobyte strings.
   const same = fresh === GEMM_WASM_BASE64;
-  if (!same) throw new Error('src/backend/gemm/wasm-binary.ts is stale: run `node packages/core/scripts/build-gemm-wasm.mjs`');
+  if (!same) throw new Error('src/backend/gemm/wasm-binary.ts is stale: run `pnpm --filter @sp/core run gen:wasm`');
   expect(same).toBe(true);
+  // The whole file as the generator writes it: what `build-gemm-wasm.mjs --check` checks.
+  expect(await wasmBinaryIsCurrent()).toBe(true);
 });
 
 test('padK rounds up to multiples of 16', () => {

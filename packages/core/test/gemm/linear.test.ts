@@ -5,7 +5,8 @@
  */
 import { initBackend, tf } from '../../src/backend/index.js';
 import { Arena, padK } from '../../src/backend/gemm/arena.js';
-import { PackedLinear, TensorLinear, type Linear } from '../../src/model/linear.js';
+import { TensorLinear, type Linear } from '../../src/backend/linear.js';
+import { PackedLinear } from '../../src/backend/gemm/packed-linear.js';
 import { firstBitDiff, randArray } from './reference.js';
 
 const { abs, max, sqrt } = Math;

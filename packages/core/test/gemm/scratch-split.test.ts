@@ -22,7 +22,7 @@ const calls: number[] = [];
 
 type ArenaModule = typeof import('../../src/backend/gemm/arena.js');
 type PoolModule = typeof import('../../src/backend/gemm/pool.js');
-type LinearModule = typeof import('../../src/model/linear.js');
+type LinearModule = typeof import('../../src/backend/gemm/packed-linear.js');
 type BackendModule = typeof import('../../src/backend/index.js');
 
 let arenaMod: ArenaModule;
@@ -41,7 +41,7 @@ beforeAll(async () => {
     },
   }));
   arenaMod = realArena;
-  linear = (await import('../../src/model/linear.js')) as LinearModule;
+  linear = (await import('../../src/backend/gemm/packed-linear.js')) as LinearModule;
   backend = (await import('../../src/backend/index.js')) as BackendModule;
   await backend.initBackend();
 });

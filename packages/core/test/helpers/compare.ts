@@ -1,5 +1,5 @@
 /** Comparing the library's activations (float32 tfjs tensors) with the float64 reference. */
-import { tf, type ActivationCache } from '@sp/core';
+import { tf, type ActivationCache, type HookName } from '@sp/core';
 import type { RefActivation } from '../reference/gpt2-ref.js';
 
 // Module-level aliases: global lookups (Math, Number) inside jest's vm context are slow in hot loops.
@@ -64,7 +64,7 @@ export function compareCache(cache: ActivationCache, names: string[], ref: Map<s
   for (const name of names) {
     const r = ref.get(name);
     if (!r) throw new Error(`reference has no activation ${name}`);
-    const t = cache.get(name);
+    const t = cache.get(name as HookName);
     const n = len ?? (isAttnMap(name) ? r.shape[1] : r.shape[0]);
     const sliced = isAttnMap(name) ? [t.shape[1], n, n] : [n, ...t.shape.slice(2)];
     if (sliced.join() !== r.shape.join()) {

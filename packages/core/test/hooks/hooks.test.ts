@@ -4,7 +4,7 @@
  * errors (wrong shape, unknown name), cache disposal and ragged batches.
  */
 import fs from 'node:fs';
-import { gpt2, tf, type GPT2 } from '@sp/core';
+import { gpt2, tf, type GPT2, type HookName } from '@sp/core';
 import { logSoftmax, refForward, refLens, type RefOptions, type RefWeights } from '../reference/gpt2-ref.js';
 import { mulberry32 } from '../reference/random-model.js';
 import { compareCache, firstMismatch, logitsRow, LOGIT_TOL, rowSlice } from '../helpers/compare.js';
@@ -87,11 +87,11 @@ describe('reading hooks (runWithCache)', () => {
 });
 
 /** Hook names of SPEC's model, known before the model loads (test.each needs them up front). */
-function writeRandomGpt2Names(): string[] {
+function writeRandomGpt2Names(): HookName[] {
   const names = ['hook_embed', 'hook_pos_embed'];
   const block = ['hook_resid_pre', 'ln1.hook_scale', 'ln1.hook_normalized', 'attn.hook_q', 'attn.hook_k', 'attn.hook_v', 'attn.hook_attn_scores', 'attn.hook_pattern', 'attn.hook_z', 'hook_attn_out', 'hook_resid_mid', 'ln2.hook_scale', 'ln2.hook_normalized', 'mlp.hook_pre', 'mlp.hook_post', 'hook_mlp_out', 'hook_resid_post'];
   for (let i = 0; i < SPEC.nLayer; i++) for (const s of block) names.push(`blocks.${i}.${s}`);
-  return [...names, 'ln_final.hook_scale', 'ln_final.hook_normalized', 'hook_logits'];
+  return [...names, 'ln_final.hook_scale', 'ln_final.hook_normalized', 'hook_logits'] as HookName[];
 }
 
 describe('replacing activations', () => {
@@ -221,8 +221,10 @@ describe('errors and memory', () => {
 
   test('unknown hook names raise SpError', () => {
     const before = tf.memory().numTensors;
+    // @ts-expect-error a misspelt hook name is also a type error
     expectSpError(() => model.runWithHooks(PROMPT, { fwdHooks: [['blocks.0.hook_nope', () => undefined]] }), 'BAD_INPUT', /blocks\.0\.hook_nope/);
     expectSpError(() => model.runWithHooks(PROMPT, { fwdHooks: [['blocks.2.hook_resid_pre', () => undefined]] }), 'BAD_INPUT', /blocks\.2\.hook_resid_pre/);
+    // @ts-expect-error a misspelt hook name is also a type error
     expectSpError(() => model.runWithCache(PROMPT, { names: ['blocks.0.hook_resid_pre', 'hook_typo'] }), 'BAD_INPUT', /hook_typo/);
     expect(tf.memory().numTensors).toBe(before);
   });

@@ -6,7 +6,7 @@
  * - `prependBos` (TransformerLens' prepend_bos): ids, logits, and positions that count the BOS.
  */
 import fs from 'node:fs';
-import { gpt2, tf, type GPT2 } from '@sp/core';
+import { gpt2, tf, type GPT2, type HookName } from '@sp/core';
 import { refForward, type RefOptions, type RefWeights } from '../reference/gpt2-ref.js';
 import { compareCache, firstMismatch, logitsRow, LOGIT_TOL } from '../helpers/compare.js';
 import { randomIds, writeRandomGpt2, type RandomGpt2 } from '../helpers/random-gpt2.js';
@@ -18,7 +18,7 @@ const PROMPT = randomIds(6, 99);
 const BOS = 50256;
 const LNS = ['blocks.0.ln1', 'blocks.1.ln2', 'ln_final'] as const;
 /** The activation each LayerNorm reads. */
-const INPUT: Record<(typeof LNS)[number], string> = {
+const INPUT: Record<(typeof LNS)[number], HookName> = {
   'blocks.0.ln1': 'blocks.0.hook_resid_pre',
   'blocks.1.ln2': 'blocks.1.hook_resid_mid',
   ln_final: 'blocks.1.hook_resid_post',
@@ -150,7 +150,7 @@ describe("LayerNorm hooks have TransformerLens' meaning", () => {
       const n = (name: string) => info.kernels.filter((k) => k.name === name).length;
       return [n('SpLayerNorm'), n('Sqrt')];
     };
-    const cached = (names?: string[]) => () => {
+    const cached = (names?: HookName[]) => () => {
       const { logits, cache } = model.runWithCache(PROMPT, { names });
       cache.dispose();
       return logits;
@@ -181,7 +181,7 @@ describe('prependBos (TransformerLens prepend_bos)', () => {
     expect(b.lengths).toEqual([ids.length + 1, 2]);
     expect(b.mask[1]).toEqual([1, 1, ...Array(ids.length - 1).fill(0)]);
     expect(model.toTokens('', { prependBos: true }).ids).toEqual([[BOS]]); // as TransformerLens' to_tokens('')
-    expect(model.tokenizer.eosTokenId).toBe(BOS);
+    expect(model.eosTokenId).toBe(BOS);
   });
 
   test('forward/runWithCache with prependBos equal the BOS id written explicitly, and the reference', () => {

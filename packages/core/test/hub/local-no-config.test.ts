@@ -5,6 +5,7 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import { gpt2 } from '@sp/core';
+import { checkpointOf } from '@sp/core/internals';
 import { tmpDir } from '../helpers/fixtures.js';
 import { writeRandomGpt2 } from '../helpers/random-gpt2.js';
 
@@ -31,7 +32,7 @@ test('gpt2("distilgpt2") loads $SP_WEIGHTS_DIR/distilgpt2 without config.json, w
   }) as typeof fetch;
   const model = await gpt2('distilgpt2', { backend: 'wasm', fetchImpl: fail });
   try {
-    expect(model.checkpoint.dir).toBe(dir);
+    expect(checkpointOf(model).dir).toBe(dir);
     expect(model.config).toMatchObject({ nLayer: 3, dModel: 128, nHead: 2, nCtx: 48, dVocab: 50257 });
   } finally {
     model.dispose();

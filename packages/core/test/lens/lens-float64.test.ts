@@ -6,7 +6,7 @@
  */
 import fs from 'node:fs';
 import path from 'node:path';
-import { gpt2, lensRows, logitLens, rankings, rankingsWatch, tf, type GPT2 } from '@sp/core';
+import { gpt2, lensRows, logitLens, rankings, rankingsWatch, tf, type GPT2, type HookName } from '@sp/core';
 import { FIXTURES, fixtureDir, tmpDir } from '../helpers/fixtures.js';
 import { peakyModel } from './ref-lens.js';
 
@@ -15,12 +15,12 @@ const { exp, log, abs, max } = Math;
 
 /** float32 logits [pos][row] → Float32Array(V), read the way the lens reads them (one unembedding of [pos·rows, d]). */
 function lensLogits(model: GPT2, ids: number[], hooks: string[]): Float32Array[][] {
-  const { logits, cache } = model.runWithCache(ids, { names: hooks });
+  const { logits, cache } = model.runWithCache(ids, { names: hooks as HookName[] });
   logits.dispose();
   try {
     const V = model.config.dVocab;
     const flat = tf.tidy(() => {
-      const x = tf.stack(hooks.map((h) => tf.squeeze(cache.get(h), [0])), 1); // [s, R, d]
+      const x = tf.stack(hooks.map((h) => tf.squeeze(cache.get(h as HookName), [0])), 1); // [s, R, d]
       return model.unembedResid(tf.reshape(x, [-1, model.config.dModel])).dataSync() as Float32Array;
     });
     return ids.map((_, p) => hooks.map((_, r) => flat.slice((p * hooks.length + r) * V, (p * hooks.length + r + 1) * V)));

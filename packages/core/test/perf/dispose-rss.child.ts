@@ -6,6 +6,7 @@
 import fs from 'node:fs';
 import vm from 'node:vm';
 import { gpt2 } from '@sp/core';
+import { engineInfo } from '@sp/core/internals';
 
 // Jest's test context has no `gc`; a fresh context made while --expose-gc is on does.
 const gc = vm.runInNewContext('gc') as () => void;
@@ -23,7 +24,7 @@ test('load / forward / dispose cycles', async () => {
   let arenas = 0;
   for (let c = 0; c < cycles; c++) {
     const model = await gpt2(dir, { backend: 'wasm', download: false });
-    arenas = model.weights.arenas.length;
+    arenas = engineInfo(model).arenas;
     const logits = model.forward([1, 2, 3]); // runs the big matmuls on the worker pool
     expect(logits.shape).toEqual([1, 3, 50257]);
     logits.dispose();

@@ -4,6 +4,7 @@
  * outputs. Worker threads instantiate the kernel on the same memory, so they read the weights in
  * place: nothing is copied per call except the (small) activations.
  */
+import { SpError } from '../../errors.js';
 import { GEMM_WASM_BASE64 } from './wasm-binary.js';
 
 const PAGE = 65536;
@@ -57,7 +58,7 @@ export class Arena {
   constructor(bytes: number) {
     const pages = Math.ceil((bytes + 64) / PAGE) + 1;
     const maximum = Math.min(MAX_PAGES, pages + Math.ceil((2 * SCRATCH_BYTES) / PAGE));
-    if (pages > MAX_PAGES) throw new RangeError(`weights need ${(bytes / 2 ** 30).toFixed(1)} GiB, more than a wasm32 memory holds (4 GiB)`);
+    if (pages > MAX_PAGES) throw new SpError('UNSUPPORTED', `weights need ${(bytes / 2 ** 30).toFixed(1)} GiB, more than a wasm32 memory holds (4 GiB)`);
     this.memory = new WebAssembly.Memory({ initial: pages, maximum, shared: true });
     const inst = new WebAssembly.Instance(gemmModule(), { env: { mem: this.memory } });
     this.gemm = inst.exports.gemm as GemmFn;

@@ -1,74 +1,14 @@
 /**
- * A dense layer as the forward pass uses it: y = x @ W + b, W [in, out] (HF Conv1D layout).
- *
- * Two implementations:
- *  - PackedLinear (wasm and cpu backends): W lives in an Arena as [out, in] and sp's own SIMD kernel
- *    reads it in place over all cores (backend/gemm). A decode step is one input row: its speed is
- *    the speed of streaming the weights, which XNNPACK reaches only about half of.
- *  - TensorLinear (tfjs-node / GPU): a tfjs tensor and tf.fused.matMul.
+ * The packed-wasm engine's Linear: W stored [out, in] (rows padded to 16 floats) in an Arena and
+ * multiplied by sp's SIMD kernel over the worker pool; x and y go through the arena's scratch.
  */
 import type * as tfc from '@tensorflow/tfjs-core';
-import { tf } from '../backend/index.js';
-import { padK, SCRATCH_BYTES, type Arena } from '../backend/gemm/arena.js';
-import { runGemm } from '../backend/gemm/pool.js';
-import { heapTensor, wasmHeap } from '../backend/heap.js';
-
-export interface Linear {
-  readonly inDim: number;
-  readonly outDim: number;
-  /** x [..., in] → x @ W + b, [..., out]. */
-  apply(x: tfc.Tensor): tfc.Tensor;
-  /** W[:, j] for each output j of `ids` → [n, in] (for the tied unembedding: token embeddings). */
-  outputWeights(ids: tfc.Tensor1D): tfc.Tensor2D;
-  /** W [in, out] as a new tensor; the caller disposes it. */
-  weight(): tfc.Tensor2D;
-  /** ‖W[i, :]‖ for every input i, e.g. the norms of the FF value vectors of c_proj. Cached. */
-  rowNorms(): Float32Array;
-  /** ‖W[:, j]‖ for every output j, e.g. the norms of the token embeddings. Cached. */
-  colNorms(): Float32Array;
-  dispose(): void;
-}
-
-export class TensorLinear implements Linear {
-  readonly inDim: number;
-  readonly outDim: number;
-  private norms: { row?: Float32Array; col?: Float32Array } = {};
-
-  /** `w` [in, out] and `bias` [out] are owned (disposed) by this layer. */
-  constructor(private readonly w: tfc.Tensor2D, private readonly bias?: tfc.Tensor1D) {
-    [this.inDim, this.outDim] = w.shape;
-  }
-
-  apply(x: tfc.Tensor): tfc.Tensor {
-    return tf.tidy(() => {
-      const lead = x.shape.slice(0, -1);
-      // fused.matMul adds the bias inside the matmul kernel.
-      const y = tf.fused.matMul({ a: tf.reshape(x, [-1, this.inDim]) as tfc.Tensor2D, b: this.w, bias: this.bias });
-      return tf.reshape(y, [...lead, this.outDim]);
-    });
-  }
-
-  outputWeights(ids: tfc.Tensor1D): tfc.Tensor2D {
-    return tf.tidy(() => tf.transpose(tf.gather(this.w, ids, 1)) as tfc.Tensor2D);
-  }
-
-  weight(): tfc.Tensor2D {
-    return tf.clone(this.w);
-  }
-
-  rowNorms(): Float32Array {
-    return (this.norms.row ??= tf.tidy(() => tf.norm(this.w, 'euclidean', 1)).dataSync() as Float32Array);
-  }
-
-  colNorms(): Float32Array {
-    return (this.norms.col ??= tf.tidy(() => tf.norm(this.w, 'euclidean', 0)).dataSync() as Float32Array);
-  }
-
-  dispose(): void {
-    this.w.dispose();
-    this.bias?.dispose();
-  }
-}
+import { SpError } from '../../errors.js';
+import { tf } from '../index.js';
+import { heapTensor, wasmHeap } from '../heap.js';
+import type { Linear } from '../linear.js';
+import { padK, SCRATCH_BYTES, type Arena } from './arena.js';
+import { runGemm } from './pool.js';
 
 export class PackedLinear implements Linear {
   /** Floats per stored row (inDim padded to 16, zeros in the padding). */
@@ -93,13 +33,13 @@ export class PackedLinear implements Linear {
   }
 
   private get arena(): Arena {
-    if (!this.owner) throw new Error('linear layer used after dispose');
+    if (!this.owner) throw new SpError('BAD_INPUT', 'linear layer used after dispose (the model was disposed)');
     return this.owner;
   }
 
   apply(x: tfc.Tensor): tfc.Tensor {
     const K = this.inDim, N = this.outDim;
-    if (x.shape.at(-1) !== K || x.dtype !== 'float32') throw new Error(`linear: needs float32 [..., ${K}], got ${x.dtype} [${x.shape}]`);
+    if (x.shape.at(-1) !== K || x.dtype !== 'float32') throw new SpError('BAD_INPUT', `linear: needs float32 [..., ${K}], got ${x.dtype} [${x.shape}]`);
     const shape = [...x.shape.slice(0, -1), N];
     const M = x.size / K;
     // On wasm, read x from and write y to the tfjs heap directly (no JS arrays: less copying, no GC).

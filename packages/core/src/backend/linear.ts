@@ -1,0 +1,69 @@
+/**
+ * A dense layer as the forward pass uses it: y = x @ W + b, W [in, out] (HF Conv1D layout): the
+ * contract every matrix engine implements (engine.ts picks one).
+ *
+ * Two implementations:
+ *  - PackedLinear (gemm/packed-linear.ts; wasm and cpu backends): W lives in an Arena as [out, in]
+ *    and sp's own SIMD kernel reads it in place over all cores. A decode step is one input row: its
+ *    speed is the speed of streaming the weights, which XNNPACK reaches only about half of.
+ *  - TensorLinear (here; tfjs-node / GPU, or $SP_MATMUL=tfjs): a tfjs tensor and tf.fused.matMul.
+ */
+import type * as tfc from '@tensorflow/tfjs-core';
+import { tf } from './index.js';
+
+export interface Linear {
+  readonly inDim: number;
+  readonly outDim: number;
+  /** x [..., in] → x @ W + b, [..., out]. */
+  apply(x: tfc.Tensor): tfc.Tensor;
+  /** W[:, j] for each output j of `ids` → [n, in] (for the tied unembedding: token embeddings). */
+  outputWeights(ids: tfc.Tensor1D): tfc.Tensor2D;
+  /** W [in, out] as a new tensor; the caller disposes it. */
+  weight(): tfc.Tensor2D;
+  /** ‖W[i, :]‖ for every input i, e.g. the norms of the FF value vectors of c_proj. Cached. */
+  rowNorms(): Float32Array;
+  /** ‖W[:, j]‖ for every output j, e.g. the norms of the token embeddings. Cached. */
+  colNorms(): Float32Array;
+  dispose(): void;
+}
+
+export class TensorLinear implements Linear {
+  readonly inDim: number;
+  readonly outDim: number;
+  private norms: { row?: Float32Array; col?: Float32Array } = {};
+
+  /** `w` [in, out] and `bias` [out] are owned (disposed) by this layer. */
+  constructor(private readonly w: tfc.Tensor2D, private readonly bias?: tfc.Tensor1D) {
+    [this.inDim, this.outDim] = w.shape;
+  }
+
+  apply(x: tfc.Tensor): tfc.Tensor {
+    return tf.tidy(() => {
+      const lead = x.shape.slice(0, -1);
+      // fused.matMul adds the bias inside the matmul kernel.
+      const y = tf.fused.matMul({ a: tf.reshape(x, [-1, this.inDim]) as tfc.Tensor2D, b: this.w, bias: this.bias });
+      return tf.reshape(y, [...lead, this.outDim]);
+    });
+  }
+
+  outputWeights(ids: tfc.Tensor1D): tfc.Tensor2D {
+    return tf.tidy(() => tf.transpose(tf.gather(this.w, ids, 1)) as tfc.Tensor2D);
+  }
+
+  weight(): tfc.Tensor2D {
+    return tf.clone(this.w);
+  }
+
+  rowNorms(): Float32Array {
+    return (this.norms.row ??= tf.tidy(() => tf.norm(this.w, 'euclidean', 1)).dataSync() as Float32Array);
+  }
+
+  colNorms(): Float32Array {
+    return (this.norms.col ??= tf.tidy(() => tf.norm(this.w, 'euclidean', 0)).dataSync() as Float32Array);
+  }
+
+  dispose(): void {
+    this.w.dispose();
+    this.bias?.dispose();
+  }
+}
