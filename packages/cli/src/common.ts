@@ -1,7 +1,7 @@
 /** Helpers shared by the CLI commands. Commands only call @sp/core's public API. */
-import type { GPT2 } from '@sp/core';
+import type { GPT2, NeuronIntervention } from '@sp/core';
 import { SpError } from '@sp/core/light';
-import type { Command } from 'commander';
+import { Option, type Command } from 'commander';
 
 export interface GlobalOptions {
   verbose?: boolean;
@@ -76,4 +76,25 @@ export function inputIds(model: GPT2, o: { ids?: string; prompt?: string }): num
 
 export function printJson(x: unknown): void {
   process.stdout.write(JSON.stringify(x) + '\n');
+}
+
+/**
+ * `--set-neuron L,J=V` (coefficient of FF neuron J of block L set to V at every position; `=0`
+ * switches it off) or `L,J=xS` (multiplied by S); repeatable, in order. Ranges are checked by the
+ * library against the model.
+ */
+export function parseSetNeuron(spec: string, prev: NeuronIntervention[] = []): NeuronIntervention[] {
+  const m = /^\s*(\d+)\s*,\s*(\d+)\s*=\s*(x|\*)?\s*(\S+)\s*$/i.exec(spec);
+  const x = m ? Number(m[4]) : NaN;
+  if (!m || m[4].trim() === '' || !Number.isFinite(x)) {
+    throw new SpError('BAD_INPUT', `--set-neuron "${spec}": use LAYER,INDEX=VALUE (e.g. 10,8=0 switches neuron 8 of layer 10 off) or LAYER,INDEX=xSCALE (e.g. 3,5=x2)`);
+  }
+  const [layer, index] = [Number(m[1]), Number(m[2])];
+  return [...prev, m[3] ? { layer, index, scale: x } : { layer, index, value: x }];
+}
+
+/** The repeatable `--set-neuron` option, for `.addOption(setNeuronOption())`: collected into `setNeuron` (undefined when absent). */
+export function setNeuronOption(): Option {
+  return new Option('--set-neuron <L,J=V>', 'intervene on FF neuron J of layer L at every position: =V sets its coefficient (=0 turns it off), =xS scales it; repeatable')
+    .argParser((v: string, prev?: NeuronIntervention[]) => parseSetNeuron(v, prev));
 }

@@ -26,6 +26,10 @@ const COMMANDS: Record<string, () => Promise<(program: Command) => void>> = {
   rank: async () => (await import('./commands/rank.js')).registerRank,
   download: async () => (await import('./commands/download.js')).registerDownload,
   models: async () => (await import('./commands/models.js')).registerModels,
+  patch: async () => (await import('./commands/patch.js')).registerPatch,
+  attention: async () => (await import('./commands/attention.js')).registerAttention,
+  dla: async () => (await import('./commands/dla.js')).registerDla,
+  attr: async () => (await import('./commands/attr.js')).registerAttr,
 };
 
 const program = new Command('sp')

@@ -36,6 +36,13 @@ export { listPrompts, loadPrompt, readPromptFile, promptDirs, BUNDLED_PROMPTS_DI
 // Lens
 export { logitLens, rankings, rankingsWatch, watchTokenIds, topNeurons, lensRows, type LogitLensOptions, type RankingsOptions, type WatchOptions, type TopNeuronsOptions, type LensRunOptions, type LensStream, type LensView, type LensRowInfo, type TokenProb, type LensCell, type LensLayer, type LensResult, type RankingsResult, type RankedPosition, type WatchResult, type NeuronContribution, type NeuronsResult } from './lens/index.js';
 
+// Causal
+export { interventionHooks, checkInterventions, type NeuronIntervention } from './causal/interventions.js';
+export { attentionPatterns, type AttentionOptions, type AttentionResult } from './causal/attention.js';
+export { activationPatching, PATCH_SITES, type PatchSite, type PatchingOptions, type PatchingResult } from './causal/patching.js';
+export { directLogitAttribution, type DlaOptions, type DlaResult, type DlaComponent } from './causal/dla.js';
+export { inputAttribution, gradientWrt, ATTRIBUTION_METHODS, type AttributionMethod, type AttributionOptions, type AttributionResult, type HookGradient } from './causal/attribution.js';
+
 // Files and tokenizer
 export { GPT2Tokenizer } from './tokenizer/index.js';
 export { displayToken, displayText, quoteToken, joinTokens } from './tokenizer/display.js';

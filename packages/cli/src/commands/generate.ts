@@ -1,11 +1,11 @@
-import { displayText, generate, GENERATION_DEFAULTS, randomSeed, SpError } from '@sp/core';
+import { displayText, generate, GENERATION_DEFAULTS, randomSeed, SpError, type NeuronIntervention } from '@sp/core';
 import type { Command } from 'commander';
-import { inputIds, loadModel, parseFloatOpt, parseIntOpt, parseSeed, printJson, warnIgnoredSampling } from '../common.js';
+import { inputIds, loadModel, parseFloatOpt, parseIntOpt, parseSeed, printJson, setNeuronOption, warnIgnoredSampling } from '../common.js';
 
 interface GenerateCli {
   model?: string; ids?: string; prompt?: string; maxNewTokens: number; greedy?: boolean; sample?: boolean;
   temperature?: number; topK?: number; topP?: number; repetitionPenalty?: number; seed?: number; json?: boolean;
-  skipSpecialTokens?: boolean;
+  skipSpecialTokens?: boolean; setNeuron?: NeuronIntervention[];
 }
 
 /** `sp generate`: continue a prompt with the KV cache; prints tokens as they come (human form). */
@@ -26,6 +26,7 @@ export function registerGenerate(program: Command): void {
     .option('--repetition-penalty <r>', `HF repetition penalty (> 0, 1 = off; default ${d.repetitionPenalty})`, parseFloatOpt('--repetition-penalty'))
     .option('--seed <n>', 'random seed for sampling, 0..4294967295 (default: a random one, printed on stderr)', parseSeed)
     .option('--skip-special-tokens', 'drop <|endoftext|> from the printed text (HF skip_special_tokens=True; ids keep it)')
+    .addOption(setNeuronOption())
     .option('--json', 'print JSON only: {prompt_ids, ids, text, finish_reason, seed, timing}')
     .action(async (o: GenerateCli, cmd: Command) => {
       if (o.greedy && o.sample) throw new SpError('BAD_INPUT', 'give --greedy or --sample, not both');
@@ -46,6 +47,7 @@ export function registerGenerate(program: Command): void {
           repetitionPenalty: o.repetitionPenalty,
           seed,
           skipSpecialTokens: o.skipSpecialTokens,
+          interventions: o.setNeuron,
           onToken: o.json ? undefined : (ev) => process.stdout.write(displayText(ev.text)), // no raw ESC etc. to the terminal
         });
         const timing = { load_ms: round(loadMs), prefill_ms: round(r.timing.prefillMs), decode_ms: round(r.timing.decodeMs), tokens_per_s: round(r.timing.newTokens / (r.timing.decodeMs / 1000 || Infinity)) };

@@ -1,12 +1,12 @@
-import { logitLens, quoteToken, SpError, topNeurons, type LensResult, type LensView, type NeuronsResult } from '@sp/core';
+import { logitLens, quoteToken, SpError, topNeurons, type LensResult, type LensView, type NeuronIntervention, type NeuronsResult } from '@sp/core';
 import { lensGridSpec, lensReportHtml, showToken } from '@sp/report';
 import type { Command } from 'commander';
-import { info, inputIds, loadModel, parseIntOpt, printJson } from '../common.js';
+import { info, inputIds, loadModel, parseIntOpt, printJson, setNeuronOption } from '../common.js';
 import { checkReportFiles, writeReports } from '../report-files.js';
 
 interface LensCli {
   model?: string; ids?: string; prompt?: string; topk?: number; view: string; neurons?: number; position?: number;
-  json?: boolean; html?: string; svg?: string; png?: string;
+  json?: boolean; html?: string; svg?: string; png?: string; setNeuron?: NeuronIntervention[];
 }
 
 /** `sp lens`: every layer's residual stream through ln_f and the unembedding (logit lens). */
@@ -21,6 +21,7 @@ export function registerLens(program: Command): void {
     .option('--view <rows>', 'layers (embeddings + after each block) | mid (after each attention) | all (both)', 'layers')
     .option('--neurons <k>', 'also list the k FF neurons writing most at --position', parseIntOpt('--neurons', 1))
     .option('--position <p>', 'position for --neurons (default -1: the last)', parseSignedInt('--position'))
+    .addOption(setNeuronOption())
     .option('--json', 'print JSON only')
     .option('--html <file>', 'write a self-contained HTML report (grid, per-layer statistics)')
     .option('--svg <file>', 'write the layer-prediction grid as SVG')
@@ -33,9 +34,9 @@ export function registerLens(program: Command): void {
       try {
         const ids = inputIds(model, o);
         const t0 = performance.now();
-        const lens = logitLens(model, ids, { topk: o.topk ?? 5, view });
+        const lens = logitLens(model, ids, { topk: o.topk ?? 5, view, interventions: o.setNeuron });
         info(cmd, `lens: ${lens.layers.length} rows × ${ids.length} positions in ${(performance.now() - t0).toFixed(0)} ms`);
-        const neurons = o.neurons !== undefined ? topNeurons(model, ids, { k: Math.min(o.neurons, model.config.nLayer * model.config.dMlp), position: o.position }) : undefined;
+        const neurons = o.neurons !== undefined ? topNeurons(model, ids, { k: Math.min(o.neurons, model.config.nLayer * model.config.dMlp), position: o.position, interventions: o.setNeuron }) : undefined;
         await writeReports(cmd, o, () => lensReportHtml(lens, { neurons }), () => lensGridSpec(lens));
         if (o.json) printJson(neurons ? { ...lens, neuron_position: neurons.position, neurons: neurons.neurons } : lens);
         else process.stdout.write(lensTable(lens, o.topk ?? 1) + (neurons ? '\n' + neuronTable(neurons) : ''));

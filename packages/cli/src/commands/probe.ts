@@ -1,10 +1,10 @@
 import {
   displayText, listPrompts, loadPrompt, quoteToken, readPromptFile, speakingProbe, SpError, SPEAKING_PROBE_DEFAULTS,
-  type NeuronSpec, type SpeakingProbeResult, type ProjectedToken,
+  type NeuronIntervention, type NeuronSpec, type SpeakingProbeResult, type ProjectedToken,
 } from '@sp/core';
 import { probeReportHtml } from '@sp/report';
 import type { Command } from 'commander';
-import { loadModel, parseFloatOpt, parseIntOpt, parseSeed, printJson, warnIgnoredSampling } from '../common.js';
+import { loadModel, parseFloatOpt, parseIntOpt, parseSeed, printJson, setNeuronOption, warnIgnoredSampling } from '../common.js';
 import { checkReportFiles, writeReports } from '../report-files.js';
 
 interface ProbeCli {
@@ -12,7 +12,7 @@ interface ProbeCli {
   neuron: string[]; sourcePrompt?: string; sourceLayer?: number; sourcePosition: number; injectLayer?: number; scale?: number;
   samples?: number; greedy?: boolean; temperature?: number; topK?: number; topP?: number; repetitionPenalty?: number;
   maxNewTokens?: number; minLength?: number; minNewTokens?: number; stop: string[]; seed?: number; top: number; json?: boolean; html?: string;
-  keepSpecialTokens?: boolean;
+  keepSpecialTokens?: boolean; setNeuron?: NeuronIntervention[];
 }
 
 const collect = (v: string, prev: string[]) => [...prev, v];
@@ -51,6 +51,7 @@ export function registerProbe(program: Command): void {
     .option('--seed <n>', 'random seed, 0..4294967295 (sampling is reproducible with it)', parseSeed)
     .option('--top <n>', 'tokens in the embedding-space view (0 = none)', parseIntOpt('--top'), d.projectionTop)
     .option('--keep-special-tokens', 'keep <|endoftext|> in the sample texts (default: dropped, as skip_special_tokens=True; ids keep it)')
+    .addOption(setNeuronOption())
     .option('--json', 'print JSON only: {prompt_ids, neuron_positions, samples:[{ids, text, finish}], projection:{top}, …}')
     .option('--html <file>', 'also write a self-contained HTML report (result card)')
     .action(async (o: ProbeCli, cmd: Command) => {
@@ -84,6 +85,7 @@ export function registerProbe(program: Command): void {
           scale: o.scale,
           injectLayer: o.injectLayer,
           projectionTop: o.top,
+          interventions: o.setNeuron,
           // The first sample streams as it is generated; the others print when the batch is done.
           onToken: o.json ? undefined : (ev) => {
             if (ev.sequence !== 0) return;

@@ -1,13 +1,13 @@
-import { generate, joinTokens, quoteToken, rankings, rankingsWatch, SpError, type RankingsResult, type WatchResult } from '@sp/core';
+import { generate, joinTokens, quoteToken, rankings, rankingsWatch, SpError, type NeuronIntervention, type RankingsResult, type WatchResult } from '@sp/core';
 import { rankingSpec, rankReportHtml, showToken, watchSpec } from '@sp/report';
 import type { Command } from 'commander';
-import { info, inputIds, loadModel, parseIds, parseIntOpt, printJson } from '../common.js';
+import { info, inputIds, loadModel, parseIds, parseIntOpt, printJson, setNeuronOption } from '../common.js';
 import { checkReportFiles, writeReports } from '../report-files.js';
 import { parseSignedInt, parseView } from './lens.js';
 
 interface RankCli {
   model?: string; ids?: string; prompt?: string; watch?: string; watchIds?: string; position?: number; eccoPosition?: number; generate?: number;
-  view: string; json?: boolean; html?: string; svg?: string; png?: string;
+  view: string; json?: boolean; html?: string; svg?: string; png?: string; setNeuron?: NeuronIntervention[];
 }
 
 /** `sp rank`: Ecco's rankings (rank of each output token per layer) or rankings_watch (--watch). */
@@ -24,6 +24,7 @@ export function registerRank(program: Command): void {
     .option('--ecco-position <p>', "position for --watch in Ecco's numbering: the predicted token, 1..n (reads hidden state p-1)", parseSignedInt('--ecco-position'))
     .option('--generate <n>', 'greedily generate n tokens first and rank only those (as Ecco does)', parseIntOpt('--generate', 1))
     .option('--view <rows>', 'layers | mid | all (see sp lens)', 'layers')
+    .addOption(setNeuronOption())
     .option('--json', 'print JSON only')
     .option('--html <file>', 'write a self-contained HTML report')
     .option('--svg <file>', 'write the chart as SVG')
@@ -40,7 +41,7 @@ export function registerRank(program: Command): void {
       try {
         let ids = inputIds(model, o);
         if (watch) {
-          const w = rankingsWatch(model, ids, watch, { position: o.position, eccoPosition: o.eccoPosition, view });
+          const w = rankingsWatch(model, ids, watch, { position: o.position, eccoPosition: o.eccoPosition, view, interventions: o.setNeuron });
           await writeReports(cmd, o, () => rankReportHtml({ watch: w }), () => watchSpec(w));
           if (o.json) printJson(w);
           else process.stdout.write(watchTable(w));
@@ -48,11 +49,11 @@ export function registerRank(program: Command): void {
         }
         const promptLength = ids.length;
         if (o.generate !== undefined) {
-          const g = await generate(model, ids, { maxNewTokens: o.generate, eosTokenId: null });
+          const g = await generate(model, ids, { maxNewTokens: o.generate, eosTokenId: null, interventions: o.setNeuron });
           ids = [...ids, ...g.newTokens[0]];
           info(cmd, `generated ${quoteToken(g.texts[0])}`);
         }
-        const r = rankings(model, ids, o.generate !== undefined ? { view, promptLength, predictLast: false } : { view });
+        const r = rankings(model, ids, { view, interventions: o.setNeuron, ...(o.generate !== undefined ? { promptLength, predictLast: false } : {}) });
         await writeReports(cmd, o, () => rankReportHtml({ rankings: r }), () => rankingSpec(r));
         if (o.json) printJson(r);
         else process.stdout.write(rankTable(r));

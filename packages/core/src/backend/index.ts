@@ -13,8 +13,10 @@ import { SpError } from '../errors.js';
 import { backendFromEnv, checkEnv, threadsFromEnv } from './env.js';
 import { disableWasmThreads, prepareWasmThreads, unrefWasmWorkers } from './wasm-threads.js';
 import { registerChainedOps } from './chained-ops.js';
+import { registerGradients } from './gradients.js';
 
 registerChainedOps();
+registerGradients(); // tf.grad through the model (tfjs-core's node bundle registers none)
 
 export type BackendName = 'wasm' | 'cpu' | 'tensorflow';
 const require = createRequire(import.meta.url);

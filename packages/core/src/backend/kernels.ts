@@ -84,6 +84,47 @@ export function tanhF32(x: number): number {
   return p / (B0 + x2 * (B2 + x2 * (B4 + x2 * B6)));
 }
 
+/**
+ * Gradients of the two fused kernels (tf.grad through the model), in composite tfjs ops:
+ * LayerNorm: x̂ = (x − μ)·r, r = 1/√(var + eps), g = dy·w: dx = r·(g − mean(g) − x̂·mean(g·x̂)),
+ * dw = Σ dy·x̂, db = Σ dy (over all leading axes).
+ * gelu_new: with u = c(x + 0.044715x³), t = tanh(u): d/dx = ½(1 + t) + ½x(1 − t²)·c(1 + 3·0.044715x²).
+ */
+const LN_GRAD: tf.GradConfig = {
+  kernelName: LN,
+  inputsToSave: ['x', 'w', 'b'],
+  gradFunc: (dy, [x, w, b], attrs) => {
+    const d = dy as tf.Tensor;
+    const eps = (attrs as { eps: number }).eps;
+    const xc = tf.sub(x, tf.mean(x, -1, true));
+    const r = tf.rsqrt(tf.add(tf.mean(tf.square(xc), -1, true), eps));
+    const xhat = tf.mul(xc, r);
+    const lead = [...Array(x.rank - 1).keys()];
+    return {
+      x: () => {
+        const g = tf.mul(d, w);
+        return tf.mul(r, tf.sub(tf.sub(g, tf.mean(g, -1, true)), tf.mul(xhat, tf.mean(tf.mul(g, xhat), -1, true))));
+      },
+      w: () => tf.reshape(tf.sum(tf.mul(d, xhat), lead), w.shape),
+      b: () => tf.reshape(tf.sum(d, lead), b.shape),
+    };
+  },
+};
+
+const GELU_GRAD: tf.GradConfig = {
+  kernelName: GELU,
+  inputsToSave: ['x'],
+  gradFunc: (dy, [x]) => ({
+    x: () => {
+      const c = Math.sqrt(2 / Math.PI);
+      const x2 = tf.square(x);
+      const t = tf.tanh(tf.mul(c, tf.mul(x, tf.add(1, tf.mul(0.044715, x2)))));
+      const slope = tf.add(tf.mul(0.5, tf.add(1, t)), tf.mul(tf.mul(0.5 * c, x), tf.mul(tf.sub(1, tf.square(t)), tf.add(1, tf.mul(3 * 0.044715, x2)))));
+      return tf.mul(dy as tf.Tensor, slope);
+    },
+  }),
+};
+
 let registered = false;
 function register(): void {
   if (registered) return;
@@ -92,6 +133,8 @@ function register(): void {
     tf.registerKernel({ kernelName: LN, backendName: be, kernelFunc: elementwiseKernel(be, layerNormLoop) as unknown as tf.KernelFunc });
     tf.registerKernel({ kernelName: GELU, backendName: be, kernelFunc: elementwiseKernel(be, geluLoop) as unknown as tf.KernelFunc });
   }
+  tf.registerGradient(LN_GRAD);
+  tf.registerGradient(GELU_GRAD);
 }
 
 function fused(name: string): boolean {

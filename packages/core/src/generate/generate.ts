@@ -13,6 +13,7 @@ import { SpError, assertInt } from '../errors.js';
 import type { FwdHook } from '../hooks/index.js';
 import type { KVCache } from '../model/forward.js';
 import type { EmbedOverride, GPT2, Injection, TokenBatch } from '../model/gpt2.js';
+import { interventionHooks, type NeuronIntervention } from '../model/interventions.js';
 import { GENERATION_DEFAULTS, type FinishReason, type GenerationConfig } from './config.js';
 import {
   applyProcessors, argmax, minLengthProcessor, minNewTokensProcessor, PROCESSOR_BLOCK, repetitionPenaltyProcessor, sampleFrom, samplingDistribution,
@@ -52,6 +53,8 @@ export interface GenerateOptions extends Partial<GenerationConfig> {
   virtualPositions?: number[] | number[][];
   inject?: Injection[];
   fwdHooks?: FwdHook[];
+  /** FF neuron interventions (as in model.forward), at every position of the prompt and of every new token. */
+  interventions?: NeuronIntervention[];
   /** Called for every new token as it is produced. */
   onToken?: (ev: TokenEvent) => void;
 }
@@ -223,6 +226,7 @@ async function* generateBatch(
         return { ...e, batch: p, pos: e.pos + offsets[p] };
       });
     });
+  const fwdHooks = [...interventionHooks(model.config, opts.interventions), ...(opts.fwdHooks ?? [])];
   const patches = model.patches(shift(opts.embeds), shift(opts.inject as Injection[] | undefined), { ids: padded, mask: keyMask, lengths: padded.map(() => L) });
 
   const rows = Array.from({ length: R }, (_, r) => Math.floor(r / n)); // output row -> prompt
@@ -246,7 +250,7 @@ async function* generateBatch(
       positionIds: tf.tensor2d(keyMask.map((m) => m.map((v, j) => (v ? j - (L - m.reduce((a, b) => a + b, 0)) : 0))), [P, L], 'int32'),
       keyMask: offsets.some((x) => x > 0) ? keyMask : undefined,
       patches,
-      fwdHooks: opts.fwdHooks,
+      fwdHooks,
       logits: 'last',
     });
     const idx = tf.tensor1d(rows, 'int32');
@@ -298,7 +302,7 @@ async function* generateBatch(
           past: prev,
           positionIds: tf.tensor2d(nextPos, [R, 1], 'int32'),
           keyMask: offsets.some((x) => x > 0) ? mask : undefined,
-          fwdHooks: opts.fwdHooks,
+          fwdHooks,
           logits: 'last',
         });
         return { logits: out.logits!, past: out.present };

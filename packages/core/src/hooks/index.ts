@@ -22,6 +22,7 @@ export const BLOCK_HOOKS = [
   ['attn.hook_attn_scores', '[batch, n_heads, query_pos, key_pos]'],
   ['attn.hook_pattern', '[batch, n_heads, query_pos, key_pos]'],
   ['attn.hook_z', '[batch, pos, n_heads, d_head]'],
+  ['attn.hook_result', '[batch, pos, n_heads, d_model]'],
   ['hook_attn_out', '[batch, pos, d_model]'],
   ['hook_resid_mid', '[batch, pos, d_model]'],
   ['ln2.hook_scale', '[batch, pos, 1]'],
@@ -69,7 +70,7 @@ export function hookNames(nLayer: number): HookName[] {
 export type ActShortName =
   | 'embed' | 'pos_embed' | 'logits'
   | 'resid_pre' | 'resid_mid' | 'resid_post' | 'attn_out' | 'mlp_out'
-  | 'q' | 'k' | 'v' | 'z' | 'pattern' | 'attn_scores' | 'pre' | 'post'
+  | 'q' | 'k' | 'v' | 'z' | 'result' | 'pattern' | 'attn_scores' | 'pre' | 'post'
   | 'scale' | 'normalized'
   // TransformerLens' aliases
   | 'attn' | 'attn_logits' | 'key' | 'query' | 'value' | 'mlp_pre' | 'mlp_post';

@@ -43,7 +43,7 @@ export function topNeurons(model: GPT2, input: ModelInput, opts: TopNeuronsOptio
   // 1. scores m_j·‖v_j‖ over the searched layers, top-k by |score| per prompt.
   const [idx, coef, score, norm] = tidy(() => {
     const hooks = layers.map((l): HookName => `blocks.${l}.mlp.hook_post`);
-    const { acts } = model.capture(batch, hooks, { embeds: opts.embeds, inject: opts.inject, fwdHooks: opts.fwdHooks, logits: 'none' });
+    const { acts } = model.capture(batch, hooks, { embeds: opts.embeds, inject: opts.inject, fwdHooks: opts.fwdHooks, interventions: opts.interventions, logits: 'none' });
     const post = tf.reshape(tf.stack(hooks.map((h) => acts.get(h)!), 2), [-1, L * m]); // [b·s, L·m]
     const coefs = tf.gather(post, tf.tensor1d(cells.map((p, b) => b * s + p), 'int32')); // [B, L·m]
     // ‖v_j‖ for every neuron of the searched layers: row norms of c_proj [m, d]

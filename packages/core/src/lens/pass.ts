@@ -13,6 +13,7 @@ import { tf, tidy } from '../backend/index.js';
 import { SpError } from '../errors.js';
 import type { FwdHook, HookName } from '../hooks/index.js';
 import type { EmbedOverride, GPT2, Injection, TokenBatch } from '../model/gpt2.js';
+import type { NeuronIntervention } from '../model/interventions.js';
 import type { LensRowInfo, LensView } from './types.js';
 
 /**
@@ -47,6 +48,8 @@ export interface LensRunOptions {
   inject?: Injection[];
   /** Extra forward hooks (e.g. an ablation) applied before the stream is read. */
   fwdHooks?: FwdHook[];
+  /** FF neuron interventions (as in model.forward), applied before fwdHooks. */
+  interventions?: NeuronIntervention[];
   /** Most logits unembedded at once (default 2^26 = 256 MiB per temporary); lower it to save memory. */
   blockElements?: number;
 }
@@ -98,7 +101,7 @@ export function lensPass(model: GPT2, batch: TokenBatch, req: PassRequest): Pass
 
   // x: [P, R, d], the residual stream at every selected cell and row; the forward's tensors die with this tidy.
   const x = tidy(() => {
-    const { acts } = model.capture(batch, hooks, { embeds: req.embeds, inject: req.inject, fwdHooks: req.fwdHooks, logits: 'none' });
+    const { acts } = model.capture(batch, hooks, { embeds: req.embeds, inject: req.inject, fwdHooks: req.fwdHooks, interventions: req.interventions, logits: 'none' });
     const stacked = tf.stack(hooks.map((h) => acts.get(h)!), 2); // [b, s, R, d]
     const flat = tf.reshape(stacked, [bN * s, R, d]);
     return tf.gather(flat, tf.tensor1d(req.cells.map((c) => c.b * s + c.pos), 'int32')) as tfc.Tensor3D; // [P, R, d]

@@ -61,7 +61,7 @@ export function rankings(model: GPT2, input: ModelInput, opts: RankingsOptions =
 function lastPredictions(model: GPT2, input: ModelInput, lengths: number[], opts: LensRunOptions): number[] {
   const ragged = lengths.some((n) => n !== lengths[0]);
   return tidy(() => {
-    const logits = model.forward(input, { embeds: opts.embeds, inject: opts.inject, fwdHooks: opts.fwdHooks, logits: ragged ? 'all' : 'last' });
+    const logits = model.forward(input, { embeds: opts.embeds, inject: opts.inject, fwdHooks: opts.fwdHooks, interventions: opts.interventions, logits: ragged ? 'all' : 'last' });
     const s = logits.shape[1];
     const rows = tf.concat(lengths.map((n, b) => tf.slice(logits, [b, ragged ? n - 1 : s - 1, 0], [1, 1, -1])), 0); // [b, 1, V]
     return Array.from(tf.argMax(rows, -1).dataSync());

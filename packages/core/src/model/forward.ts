@@ -9,6 +9,7 @@ import type * as tfc from '@tensorflow/tfjs-core';
 import { tf } from '../backend/index.js';
 import { geluNew, layerNorm } from '../backend/kernels.js';
 import type { HookRunner } from '../hooks/index.js';
+import type { Linear } from '../backend/linear.js';
 import type { GPT2Config } from '../config.js';
 import type { DeviceWeights } from './weights.js';
 
@@ -105,7 +106,7 @@ export function forward(cfg: GPT2Config, w: DeviceWeights, inp: ForwardInput): F
     scores = hook(p + 'attn.hook_attn_scores', bias ? tf.add(scores, bias) : scores);
     const pattern = hook(p + 'attn.hook_pattern', tf.softmax(scores)); // [b, h, s, T]
     const z = hook(p + 'attn.hook_z', fromHeads(tf.matMul(pattern, v))); // [b, s, h, dh]
-    const attnOut = hook(p + 'hook_attn_out', bw.o.apply(tf.reshape(z, [b, s, d]))); // [b, s, d]
+    const attnOut = hook(p + 'hook_attn_out', inp.hooks?.wants(p + 'attn.hook_result') ? attnResultHooked(p, z, bw.o, h, dh, d, hook) : bw.o.apply(tf.reshape(z, [b, s, d]))); // [b, s, d]
     resid = hook(p + 'hook_resid_mid', tf.add(resid, attnOut));
 
     // ---- MLP: pre = FF key activations, post = gelu(pre), out = post @ FF values ----
@@ -139,6 +140,23 @@ export function layerNormHooked(ln: string, x: tfc.Tensor, w: tfc.Tensor1D, b: t
   const normalized = hook(ln + '.hook_normalized', normalized0);
   if (scale === scale0 && normalized === normalized0) return layerNorm(x, w, b, eps); // nothing replaced
   return tf.add(tf.mul(normalized, w), b);
+}
+
+/**
+ * TransformerLens' use_attn_result: hook_result [b, s, h, d] = z_h · W_O[h·dh … (h+1)·dh rows], each
+ * head's write to the residual stream; b_O belongs to no head. Only computed when a hook (or the
+ * cache) asks for it. A hook that replaces it makes attn_out = Σ_h result + b_O, as in
+ * TransformerLens; observing alone leaves attn_out to the one matmul, so the logits never change.
+ */
+function attnResultHooked(p: string, z: tfc.Tensor, o: Linear, h: number, dh: number, d: number, hook: (name: string, t: tfc.Tensor) => tfc.Tensor): tfc.Tensor {
+  const [b, s] = z.shape as [number, number];
+  const wo = tf.reshape(o.weight(), [h, dh, d]); // rows of c_proj in head order
+  const zh = tf.reshape(tf.transpose(z, [2, 0, 1, 3]), [h, b * s, dh]);
+  const result0 = tf.transpose(tf.reshape(tf.matMul(zh, wo), [h, b, s, d]), [1, 2, 0, 3]); // [b, s, h, d]
+  const result = hook(p + 'attn.hook_result', result0);
+  if (result === result0) return o.apply(tf.reshape(z, [b, s, h * dh]));
+  const bO = o.apply(tf.zeros([1, h * dh])); // 0 · W + b = b exactly
+  return tf.add(tf.sum(result, 2), tf.reshape(bO, [d]));
 }
 
 function attentionBias(b: number, s: number, pastLen: number, keyMask?: number[][]): tfc.Tensor {

@@ -11,6 +11,7 @@ import type { Checkpoint } from '../weights/checkpoint.js';
 import type { GPT2Config } from '../config.js';
 import { forward, layerNorm, unembed, type ForwardOutput, type KVCache, type Patch } from './forward.js';
 import { disposeWeights, uploadWeights, type DeviceWeights } from './weights.js';
+import { interventionHooks, type NeuronIntervention } from './interventions.js';
 
 /** Text, a batch of texts, token ids, or a batch of token ids. */
 export type ModelInput = string | string[] | number[] | number[][];
@@ -32,6 +33,11 @@ export interface ForwardOptions {
   embeds?: EmbedOverride[];
   inject?: Injection[];
   fwdHooks?: FwdHook[];
+  /**
+   * FF neuron interventions on blocks.{layer}.mlp.hook_post (coefficient set to `value` or
+   * multiplied by `scale` at every position), applied before `fwdHooks` (which, and the cache, see the result).
+   */
+  interventions?: NeuronIntervention[];
   /** Positions that get logits; 'last' saves the large unembedding matmul for all but one. */
   logits?: 'all' | 'last';
   /**
@@ -153,6 +159,24 @@ export class GPT2 {
     return { w: Float32Array.from(w.dataSync() as Float32Array), b: Float32Array.from(b.dataSync() as Float32Array) };
   }
 
+  /**
+   * Attention output projection (attn.c_proj) of `layer`: W_O as [n_heads, d_head, d_model] (head h's
+   * rows of the Conv1D weight, flat, row-major; what blocks.{layer}.attn.hook_result multiplies z_h
+   * by) and b_O [d_model], which belongs to no head.
+   */
+  attnOutWeights(layer: number): { w: Float32Array; b: Float32Array } {
+    this.checkAlive();
+    assertInt('layer', layer, 0, this.config.nLayer);
+    const o = this.weights.blocks[layer].o;
+    const [w, b] = tidy(() => [o.weight(), o.apply(tf.zeros([1, o.inDim]))]); // 0 · W + b = b exactly
+    try {
+      return { w: Float32Array.from(w.dataSync() as Float32Array), b: Float32Array.from(b.dataSync() as Float32Array) };
+    } finally {
+      w.dispose();
+      b.dispose();
+    }
+  }
+
   encode(text: string): number[] {
     return this.tokenizer.encode(text);
   }
@@ -246,7 +270,7 @@ export class GPT2 {
       throw new SpError('BAD_INPUT', "logits: 'last' needs equal-length inputs (use 'all' and read each row's last real position)");
     }
     const acts = new Map<HookName, tfc.Tensor>();
-    const fwdHooks = [...(opts.fwdHooks ?? [])];
+    const fwdHooks = [...interventionHooks(this.config, opts.interventions), ...(opts.fwdHooks ?? [])];
     const set = typeof names === 'function' ? undefined : new Set(names);
     // No hook when nothing is asked for: a hook makes the forward pass take its observed (unfused) paths.
     if (!set || set.size > 0) fwdHooks.push([set ? (n) => set.has(n) : (names as (name: HookName) => boolean), (t, { hook }) => void acts.set(hook.name, t)]);

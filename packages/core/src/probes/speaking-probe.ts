@@ -9,6 +9,7 @@
 import { SpError, assertInt } from '../errors.js';
 import { GENERATION_DEFAULTS, generate, type FinishReason, type TokenEvent } from '../generate/generate.js';
 import type { EmbedOverride, GPT2, Injection } from '../model/gpt2.js';
+import type { NeuronIntervention } from '../model/interventions.js';
 import { parseNeuronSpec, resolveNeuron, type NeuronSpec, type NeuronSpecObject, type ResolvedNeuron } from './neuron.js';
 import { embeddingProjection, type EmbeddingProjection } from './projection.js';
 import { parseTemplate, renderTemplate, tokenizeTemplate } from './template.js';
@@ -68,6 +69,8 @@ export interface SpeakingProbeOptions {
   injectLayer?: number;
   /** Tokens in the embedding-space view (default 20; 0 turns it off). */
   projectionTop?: number;
+  /** FF neuron interventions during generation (as in generate), e.g. a neuron switched off. */
+  interventions?: NeuronIntervention[];
   /** Every new token as it is produced (row = sample index). */
   onToken?: (ev: TokenEvent) => void;
 }
@@ -211,6 +214,7 @@ export async function speakingProbe(model: GPT2, opts: SpeakingProbeOptions): Pr
     embeds,
     inject,
     virtualPositions: positions,
+    interventions: opts.interventions,
     onToken: opts.onToken,
   });
 

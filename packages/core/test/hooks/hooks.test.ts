@@ -89,7 +89,7 @@ describe('reading hooks (runWithCache)', () => {
 /** Hook names of SPEC's model, known before the model loads (test.each needs them up front). */
 function writeRandomGpt2Names(): HookName[] {
   const names = ['hook_embed', 'hook_pos_embed'];
-  const block = ['hook_resid_pre', 'ln1.hook_scale', 'ln1.hook_normalized', 'attn.hook_q', 'attn.hook_k', 'attn.hook_v', 'attn.hook_attn_scores', 'attn.hook_pattern', 'attn.hook_z', 'hook_attn_out', 'hook_resid_mid', 'ln2.hook_scale', 'ln2.hook_normalized', 'mlp.hook_pre', 'mlp.hook_post', 'hook_mlp_out', 'hook_resid_post'];
+  const block = ['hook_resid_pre', 'ln1.hook_scale', 'ln1.hook_normalized', 'attn.hook_q', 'attn.hook_k', 'attn.hook_v', 'attn.hook_attn_scores', 'attn.hook_pattern', 'attn.hook_z', 'attn.hook_result', 'hook_attn_out', 'hook_resid_mid', 'ln2.hook_scale', 'ln2.hook_normalized', 'mlp.hook_pre', 'mlp.hook_post', 'hook_mlp_out', 'hook_resid_post'];
   for (let i = 0; i < SPEC.nLayer; i++) for (const s of block) names.push(`blocks.${i}.${s}`);
   return [...names, 'ln_final.hook_scale', 'ln_final.hook_normalized', 'hook_logits'] as HookName[];
 }

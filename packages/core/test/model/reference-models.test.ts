@@ -88,7 +88,7 @@ describe.each(CASES.map((c) => [specLabel(c), c] as const))('random GPT-2 %s vs 
 
   test('every hook activation and the logits match the reference', () => {
     const ref = refWeights();
-    expect(model.hookNames()).toHaveLength(2 + 17 * c.nLayer + 3);
+    expect(model.hookNames()).toHaveLength(2 + 18 * c.nLayer + 3);
     expect(compareAll(model, ref, prompt)).toEqual([]);
   });
 

@@ -42,6 +42,21 @@ export interface RefOptions {
    * function returns, as a TransformerLens hook would; the cache holds the replaced values.
    */
   lnHooks?: Record<string, (values: Float64Array, shape: number[]) => ArrayLike<number>>;
+  /**
+   * Neuron interventions: blocks.{layer}.mlp.hook_post[:, index] set to `value` or multiplied by
+   * `scale` at every position, in list order (LM-Debugger's turning a value vector off / up).
+   */
+  neurons?: Array<{ layer: number; index: number; value?: number; scale?: number }>;
+  /**
+   * Replaces `blocks.{i}.attn.hook_result` ([seq, nHead, d]: each head's z_h · W_O rows of head h,
+   * without b_O) by what the function returns; attn_out is then Σ_h result + b_O (TransformerLens).
+   */
+  resultHooks?: Record<string, (values: Float64Array, shape: number[]) => ArrayLike<number>>;
+  /**
+   * Replaces `blocks.{i}.attn.hook_z` [seq, nHead, dHead], `blocks.{i}.hook_attn_out` or
+   * `blocks.{i}.hook_mlp_out` [seq, d] by what the function returns (activation patching).
+   */
+  actHooks?: Record<string, (values: Float64Array, shape: number[]) => ArrayLike<number>>;
 }
 
 export interface RefActivation {
@@ -216,6 +231,21 @@ export function refForward(w: RefWeights, ids: number[], opts: RefOptions = {}):
     cache.set(name, { shape, data });
   };
   const usedLnHooks = new Set<string>();
+  const usedActHooks = new Set<string>();
+  /** An actHooks hook point: apply any replacement, cache, pass on. */
+  const actHook = (name: string, shape: number[], values: Float64Array): Float64Array => {
+    const fn = opts.actHooks?.[name];
+    let out = values;
+    if (fn) {
+      usedActHooks.add(name);
+      const r = fn(Float64Array.from(values), shape);
+      if (r.length !== values.length) throw new Error(`reference GPT-2: actHooks[${name}] returned ${r.length} values, expected ${values.length}`);
+      out = Float64Array.from(r);
+    }
+    put(name, shape, out);
+    return out;
+  };
+  const usedResultHooks = new Set<string>();
   /** A LayerNorm hook point: apply any lnHooks replacement, cache, pass on. */
   const lnHook = (name: string, shape: number[], values: Float64Array): Float64Array => {
     const fn = opts.lnHooks?.[name];
@@ -319,7 +349,7 @@ export function refForward(w: RefWeights, ids: number[], opts: RefOptions = {}):
     put(`${hook}attn.hook_attn_scores`, [nHead, seq, seq], scores);
     put(`${hook}attn.hook_pattern`, [nHead, seq, seq], pattern);
 
-    const z = new Float64Array(seq * d); // [seq, nHead, dHead]
+    let z: Float64Array = new Float64Array(seq * d); // [seq, nHead, dHead]
     for (let i = 0; i < seq; i++) {
       for (let h = 0; h < nHead; h++) {
         for (let e = 0; e < dHead; e++) {
@@ -329,11 +359,43 @@ export function refForward(w: RefWeights, ids: number[], opts: RefOptions = {}):
         }
       }
     }
-    put(`${hook}attn.hook_z`, [seq, nHead, dHead], z);
+    z = actHook(`${hook}attn.hook_z`, [seq, nHead, dHead], z);
+
+    // hook_result [seq, nHead, d]: head h's z times rows h*dHead … (h+1)*dHead-1 of c_proj.weight, no bias
+    const wO = weight(w, `${pre}attn.c_proj.weight`, d * d);
+    const bO = weight(w, `${pre}attn.c_proj.bias`, d);
+    let result = new Float64Array(seq * nHead * d);
+    for (let p = 0; p < seq; p++) {
+      for (let h = 0; h < nHead; h++) {
+        for (let o = 0; o < d; o++) {
+          let s = 0;
+          for (let e = 0; e < dHead; e++) s += z[(p * nHead + h) * dHead + e] * wO[(h * dHead + e) * d + o];
+          result[(p * nHead + h) * d + o] = s;
+        }
+      }
+    }
+    const resultFn = opts.resultHooks?.[`${hook}attn.hook_result`];
+    if (resultFn) {
+      usedResultHooks.add(`${hook}attn.hook_result`);
+      const r = resultFn(Float64Array.from(result), [seq, nHead, d]);
+      if (r.length !== result.length) throw new Error(`reference GPT-2: resultHooks[${hook}attn.hook_result] returned ${r.length} values, expected ${result.length}`);
+      result = Float64Array.from(r);
+    }
+    put(`${hook}attn.hook_result`, [seq, nHead, d], result);
 
     // z [seq, nHead, dHead] flattened is exactly concat(heads) [seq, d]
-    const attnOut = linear(z, seq, d, weight(w, `${pre}attn.c_proj.weight`, d * d), d, weight(w, `${pre}attn.c_proj.bias`, d));
-    put(`${hook}hook_attn_out`, [seq, d], attnOut);
+    let attnOut = linear(z, seq, d, wO, d, bO);
+    if (resultFn) {
+      attnOut = new Float64Array(seq * d);
+      for (let p = 0; p < seq; p++) {
+        for (let o = 0; o < d; o++) {
+          let s = bO[o];
+          for (let h = 0; h < nHead; h++) s += result[(p * nHead + h) * d + o];
+          attnOut[p * d + o] = s;
+        }
+      }
+    }
+    attnOut = actHook(`${hook}hook_attn_out`, [seq, d], attnOut);
 
     const mid = add(x, attnOut);
     put(`${hook}hook_resid_mid`, [seq, d], mid);
@@ -346,10 +408,14 @@ export function refForward(w: RefWeights, ids: number[], opts: RefOptions = {}):
 
     const mlpPost = new Float64Array(mlpPre.length);
     for (let i = 0; i < mlpPre.length; i++) mlpPost[i] = geluNew(mlpPre[i]);
+    for (const nv of opts.neurons ?? []) {
+      if (nv.layer !== l) continue;
+      if (!Number.isInteger(nv.index) || nv.index < 0 || nv.index >= dMlp) throw new Error(`reference GPT-2: neuron index ${nv.index} out of range [0, ${dMlp})`);
+      for (let p = 0; p < seq; p++) mlpPost[p * dMlp + nv.index] = nv.value !== undefined ? nv.value : mlpPost[p * dMlp + nv.index] * nv.scale!;
+    }
     put(`${hook}mlp.hook_post`, [seq, dMlp], mlpPost);
 
-    const mlpOut = linear(mlpPost, seq, dMlp, weight(w, `${pre}mlp.c_proj.weight`, dMlp * d), d, weight(w, `${pre}mlp.c_proj.bias`, d));
-    put(`${hook}hook_mlp_out`, [seq, d], mlpOut);
+    const mlpOut = actHook(`${hook}hook_mlp_out`, [seq, d], linear(mlpPost, seq, dMlp, weight(w, `${pre}mlp.c_proj.weight`, dMlp * d), d, weight(w, `${pre}mlp.c_proj.bias`, d)));
 
     x = add(mid, mlpOut);
     put(`${hook}hook_resid_post`, [seq, d], x);
@@ -359,7 +425,9 @@ export function refForward(w: RefWeights, ids: number[], opts: RefOptions = {}):
 
   const logits = unembed(final, seq, d, wte, vocab);
   put('hook_logits', [seq, vocab], logits);
+  for (const n of Object.keys(opts.actHooks ?? {})) if (!usedActHooks.has(n)) throw new Error(`reference GPT-2: actHooks names no z / attn_out / mlp_out hook point: ${n}`);
   for (const n of Object.keys(opts.lnHooks ?? {})) if (!usedLnHooks.has(n)) throw new Error(`reference GPT-2: lnHooks names no LayerNorm hook point: ${n}`);
+  for (const n of Object.keys(opts.resultHooks ?? {})) if (!usedResultHooks.has(n)) throw new Error(`reference GPT-2: resultHooks names no hook_result point: ${n}`);
 
   return { logits: rowsOf(logits, seq, vocab), cache };
 }

@@ -198,6 +198,7 @@ describe('reference GPT-2 internal consistency (random model)', () => {
         [`${b}attn.hook_attn_scores`]: [cfg.nHead, seq, seq],
         [`${b}attn.hook_pattern`]: [cfg.nHead, seq, seq],
         [`${b}attn.hook_z`]: [seq, cfg.nHead, dHead],
+        [`${b}attn.hook_result`]: [seq, cfg.nHead, d],
         [`${b}hook_attn_out`]: [seq, d],
         [`${b}hook_resid_mid`]: [seq, d],
         [`${b}ln2.hook_scale`]: [seq, 1],

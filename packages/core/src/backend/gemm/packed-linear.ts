@@ -38,6 +38,33 @@ export class PackedLinear implements Linear {
   }
 
   apply(x: tfc.Tensor): tfc.Tensor {
+    // Under tf.grad the heap kernel is opaque to the tape: give it dx = dy · W (W needs no gradient).
+    if (tf.engine().state.gradientDepth > 0) {
+      const f = tf.customGrad((...args) => {
+        const xin = args[0] as tfc.Tensor;
+        return {
+          value: this.applyPacked(xin),
+          gradFunc: (dy: tfc.Tensor) => tf.reshape(tf.matMul(tf.reshape(dy, [-1, this.outDim]), this.storedWeight()), xin.shape),
+        };
+      });
+      return f(x);
+    }
+    return this.applyPacked(x);
+  }
+
+  /** W as stored, [out, in], as a tensor kept until dispose: made on the first backward pass only. */
+  private storedW: tfc.Tensor2D | undefined;
+  private storedWeight(): tfc.Tensor2D {
+    if (!this.storedW) {
+      const K = this.inDim, N = this.outDim, f = this.arena.f32();
+      const out = new Float32Array(N * K);
+      for (let j = 0; j < N; j++) out.set(f.subarray(this.w / 4 + j * this.stride, this.w / 4 + j * this.stride + K), j * K);
+      this.storedW = tf.keep(tf.tensor2d(out, [N, K]));
+    }
+    return this.storedW;
+  }
+
+  private applyPacked(x: tfc.Tensor): tfc.Tensor {
     const K = this.inDim, N = this.outDim;
     if (x.shape.at(-1) !== K || x.dtype !== 'float32') throw new SpError('BAD_INPUT', `linear: needs float32 [..., ${K}], got ${x.dtype} [${x.shape}]`);
     const shape = [...x.shape.slice(0, -1), N];
@@ -131,6 +158,8 @@ export class PackedLinear implements Linear {
   }
 
   dispose(): void {
+    this.storedW?.dispose();
+    this.storedW = undefined;
     this.owner = undefined; // the arena's memory is freed once no layer refers to it
   }
 }
