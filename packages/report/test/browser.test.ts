@@ -6,40 +6,21 @@
 import { gpt2, logitLens, rankings, rankingsWatch, speakingProbe, topNeurons, type GPT2, type LensResult } from '@sp/core';
 import { lensReportHtml, probeReportHtml, rankReportHtml } from '@sp/report';
 import path from 'node:path';
-import type { Browser } from 'playwright-core';
-import { describeBrowser, hoverCentre, imageStats, launch, matchBaseline, openReport, type Opened } from './browser.js';
+import { describeBrowser, hoverCentre, imageStats, matchBaseline, pageSession } from './browser.js';
 import { PROBE } from './probe-fixture.js';
 
 const FIXTURE = path.resolve(path.dirname(new URL(import.meta.url).pathname), '../../core/test/fixtures/tiny-gpt2');
 const PROMPT = 'The keys to the cabinet';
 
 describeBrowser('reports in headless Chromium', () => {
-  let browser: Browser;
   let model: GPT2;
   let lens: LensResult;
-  const opened: Opened[] = [];
+  const { open } = pageSession();
   beforeAll(async () => {
-    browser = await launch();
     model = await gpt2(FIXTURE, { backend: process.env.SP_BACKEND ?? 'wasm' });
     lens = logitLens(model, PROMPT, { topk: 5 });
   });
-  afterAll(async () => {
-    model?.dispose();
-    await browser?.close();
-  });
-  afterEach(async () => {
-    // every page: no console error or warning, and not a single network request
-    for (const o of opened.splice(0)) {
-      expect(o.problems).toEqual([]);
-      expect(o.requests).toEqual([]);
-      await o.page.close();
-    }
-  });
-  const open = async (html: string, name: string) => {
-    const o = await openReport(browser, html, name);
-    opened.push(o);
-    return o;
-  };
+  afterAll(() => model?.dispose());
 
   test('lens report: nLayer+1 rows × positions, hover shows the top-k, screenshot', async () => {
     const { page } = await open(lensReportHtml(lens, { neurons: topNeurons(model, PROMPT, { k: 5 }) }), 'lens');

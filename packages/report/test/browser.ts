@@ -57,6 +57,35 @@ export async function openReport(browser: Browser, html: string, name: string): 
   return { page, url, problems, requests };
 }
 
+/**
+ * One browser for a describe block, and `open(html, name)` for its tests: after each test, every
+ * page it opened must have had no console error or warning and made not a single network request.
+ */
+export function pageSession(): { open: (html: string, name: string) => Promise<Opened> } {
+  let browser: Browser | undefined;
+  const opened: Opened[] = [];
+  beforeAll(async () => {
+    browser = await launch();
+  });
+  afterAll(async () => {
+    await browser?.close();
+  });
+  afterEach(async () => {
+    for (const o of opened.splice(0)) {
+      expect(o.problems).toEqual([]);
+      expect(o.requests).toEqual([]);
+      await o.page.close();
+    }
+  });
+  return {
+    open: async (html, name) => {
+      const o = await openReport(browser!, html, name);
+      opened.push(o);
+      return o;
+    },
+  };
+}
+
 /** Move the mouse to the centre of an element (as a person would; text on top of a cell is fine). */
 export async function hoverCentre(page: Page, selector: string, index: number): Promise<void> {
   const els = await page.$$(selector);

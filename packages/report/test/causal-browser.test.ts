@@ -4,8 +4,8 @@
  * and hovering shows the exact value.
  */
 import { attentionReportHtml, attrReportHtml, dlaBars, dlaReportHtml, patchReportHtml } from '@sp/report';
-import type { Browser, Page } from 'playwright-core';
-import { describeBrowser, hoverCentre, imageStats, launch, openReport, type Opened } from './browser.js';
+import type { Page } from 'playwright-core';
+import { describeBrowser, hoverCentre, imageStats, pageSession } from './browser.js';
 import { attention, attr, dla, patch, patchZ, TOKENS } from './causal-fixture.js';
 
 /** The tooltip's rows as [label, value] pairs, once it is visible. */
@@ -20,27 +20,7 @@ async function fill(page: Page, selector: string, i: number): Promise<number[]> 
 }
 
 describeBrowser('causal reports in headless Chromium', () => {
-  let browser: Browser;
-  const opened: Opened[] = [];
-  beforeAll(async () => {
-    browser = await launch();
-  });
-  afterAll(async () => {
-    await browser?.close();
-  });
-  afterEach(async () => {
-    // every page: no console error or warning, and not a single network request
-    for (const o of opened.splice(0)) {
-      expect(o.problems).toEqual([]);
-      expect(o.requests).toEqual([]);
-      await o.page.close();
-    }
-  });
-  const open = async (html: string, name: string) => {
-    const o = await openReport(browser, html, name);
-    opened.push(o);
-    return o;
-  };
+  const { open } = pageSession();
 
   test('patching heatmap: layers × positions cells, blue for recovery, red below corrupt, hover shows the exact metric', async () => {
     const { page } = await open(patchReportHtml([patch(), patchZ()]), 'patch');
