@@ -12,6 +12,7 @@ export default {
     '^@sp/core/light$': '<rootDir>/packages/core/src/light.ts',
     '^@sp/core/internals$': '<rootDir>/packages/core/src/internals.ts',
     '^@sp/report$': '<rootDir>/packages/report/src/index.ts',
+    '^@sp/atlas$': '<rootDir>/packages/atlas/src/index.ts',
     '^(\\.{1,2}/.*)\\.js$': '$1',
   },
   testPathIgnorePatterns: ['/node_modules/', '/dist/'],
