@@ -35,3 +35,21 @@ test('random checkpoints have the HF tensor set and sizes', () => {
   for (const v of data) sq += v * v;
   expect(Math.sqrt(sq / data.length)).toBeCloseTo(0.02, 3); // GPT-2-like init scale
 });
+
+test('peers table: ratios to transformers.js (throughput) and to numpy (lens time), GB/s from steps/s', async () => {
+  const { peersTable } = await import('../src/peers/peers.js');
+  const s = (median: number) => ({ min: median, median, max: median, n: 1 });
+  const rep = {
+    date: 'd', command: 'c', model: 'gpt2', threads: 2, rounds: 1, cpu: 'x', cores: 2, node: 'v', loadavgStart: [0], loadavgEnd: [0],
+    bandwidth: { method: 'm', byThreads: [], best: 20 }, sgemmGflops: 300, weightBytesPerStep: 5e8, lensGflop: 75, skipped: [], table: '',
+    peers: [
+      { peer: 'sp-ort' as const, engine: 'e', loadMs: 1, figures: { decode: { value: s(40), unit: 'tok/s' as const }, sample: { value: s(80), unit: 'tok/s' as const }, lens: { value: s(750), unit: 'ms' as const } } },
+      { peer: 'transformers.js' as const, engine: 'e', loadMs: 1, figures: { decode: { value: s(20), unit: 'tok/s' as const }, sample: { value: s(160), unit: 'tok/s' as const }, lens: { skipped: 'no lens' } } },
+      { peer: 'numpy' as const, engine: 'e', loadMs: 1, figures: { lens: { value: s(1500), unit: 'ms' as const } } },
+    ],
+  };
+  const row = peersTable(rep).split('\n').find((l) => l.startsWith('| sp-ort'))!;
+  expect(row).toContain('40.0 (40.0–40.0) **2.00×**, 20.0 GB/s'); // 40 steps/s × 0.5 GB
+  expect(row).toContain('80.0 (80.0–80.0) **0.50×**, 5.0 GB/s'); // 8 rows share a step: 10 steps/s
+  expect(row).toContain('750 (750–750) **2.00×**, 100 GFLOP/s');
+});

@@ -22,10 +22,11 @@ export function info(cmd: Command, msg: string): void {
 export async function loadModel(cmd: Command, model: string | undefined): Promise<{ model: GPT2; loadMs: number }> {
   const t0 = performance.now();
   const { backendName, gpt2 } = await import('@sp/core'); // lazily: commands that only read files skip TensorFlow.js
-  const { gemmThreads, usePackedMatmul } = await import('@sp/core/internals');
+  const { engineInfo, gemmThreads } = await import('@sp/core/internals');
   const m = await gpt2(model ?? 'gpt2', { backend: globals(cmd).backend, progress: process.stderr.isTTY, allowNonfinite: globals(cmd).allowNonfinite });
   const loadMs = performance.now() - t0;
-  const matmul = usePackedMatmul() ? `sp kernel, ${gemmThreads()} thread(s)` : 'tfjs matmul';
+  const engine = engineInfo(m).engine;
+  const matmul = engine === 'tfjs' ? 'engine tfjs' : `engine ${engine}, ${gemmThreads()} thread(s)`;
   info(cmd, `backend ${backendName()} (${matmul}); loaded ${model ?? 'gpt2'} (${m.config.nLayer} layers, d_model ${m.config.dModel}) in ${loadMs.toFixed(0)} ms`);
   return { model: m, loadMs };
 }

@@ -4,7 +4,7 @@
  */
 
 // Load: backend, configs, the model
-export { checkEnv, parseThreads, MAX_THREADS } from './backend/env.js';
+export { checkEnv, parseThreads, parseEngine, MAX_THREADS } from './backend/env.js';
 export { initBackend, backendName, tf, type BackendName } from './backend/index.js';
 export { makeConfig, PRESETS, PRESET_NAMES, type GPT2Config, type PresetName } from './config.js';
 export { gpt2, openCheckpoint, type LoadOptions } from './model/load.js';

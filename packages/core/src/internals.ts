@@ -9,7 +9,7 @@ import type { Checkpoint } from './weights/checkpoint.js';
 
 export type { KVCache, LayerKV, Patch, ForwardOutput } from './model/forward.js';
 export type { DeviceWeights, BlockWeights } from './model/weights.js';
-export { arenaCapacity, usePackedMatmul, gemmThreads } from './backend/engine.js';
+export { arenaCapacity, usePackedMatmul, gemmThreads, engineName } from './backend/engine.js';
 export type { Linear } from './backend/linear.js';
 
 /** The model's parameters on the device (arenas, Linear matrices, LayerNorm tensors). */
@@ -22,7 +22,8 @@ export function checkpointOf(model: GPT2): Checkpoint {
   return model['checkpoint'];
 }
 
-/** What bench reports about a loaded model: parameter bytes in the file, arenas holding the packed matrices. */
-export function engineInfo(model: GPT2): { parameterBytes: number; arenas: number; dir: string } {
-  return { parameterBytes: model.parameterBytes, arenas: deviceWeights(model).params.arenas, dir: checkpointOf(model).dir };
+/** What bench reports about a loaded model: parameter bytes in the file, its matrix engine, arenas holding the packed matrices. */
+export function engineInfo(model: GPT2): { parameterBytes: number; engine: string; arenas: number; dir: string } {
+  const p = deviceWeights(model).params;
+  return { parameterBytes: model.parameterBytes, engine: p.engine, arenas: p.arenas, dir: checkpointOf(model).dir };
 }

@@ -5,7 +5,7 @@
  * import this entry instead and start in a few tens of milliseconds.
  */
 export { SpError, assertInt, type SpErrorCode } from './errors.js';
-export { checkEnv, parseThreads, MAX_THREADS } from './backend/env.js';
+export { checkEnv, parseThreads, parseEngine, MAX_THREADS } from './backend/env.js';
 export { displayToken, displayText, quoteToken, joinTokens } from './tokenizer/display.js';
 export { makeConfig, PRESETS, PRESET_NAMES, type GPT2Config, type PresetName } from './config.js';
 export { SafetensorsFile, encodeSafetensors, writeSafetensors, type DType, type TensorInfo, type TensorToWrite } from './weights/safetensors.js';

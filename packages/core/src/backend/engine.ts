@@ -5,10 +5,12 @@
  */
 import type * as tfc from '@tensorflow/tfjs-core';
 import { tf } from './index.js';
-import { matmulFromEnv } from './env.js';
+import { SpError } from '../errors.js';
+import { engineFromEnv, matmulFromEnv } from './env.js';
 import { gemmSupported } from './gemm/arena.js';
 import { packedWasmEngine } from './gemm/packed-engine.js';
 import type { Linear } from './linear.js';
+import { ortAvailable, ortEngine, requireOrt } from './ort-engine.js';
 import { tfjsEngine } from './tfjs-engine.js';
 import { Uploader, type Engine, type LinearSpec, type ParameterSource, type TensorSpec, type UploadOptions } from './upload.js';
 
@@ -18,23 +20,50 @@ export type { Linear } from './linear.js';
 export type { LinearSpec, ParameterSource, TensorSpec, UploadOptions } from './upload.js';
 
 /**
- * Big matrices in an Arena for sp's kernel on the wasm and cpu backends; $SP_MATMUL=tfjs keeps them
- * as tfjs tensors (XNNPACK), e.g. to compare.
+ * Whether the engine for the active backend is sp's packed wasm kernel (big matrices in Arenas).
+ * $SP_MATMUL=tfjs keeps them as tfjs tensors (XNNPACK), e.g. to compare.
  */
 export function usePackedMatmul(): boolean {
-  if (matmulFromEnv() === 'tfjs') return false; // any value but sp / tfjs is an SpError
-  return (tf.getBackend() === 'wasm' || tf.getBackend() === 'cpu') && gemmSupported();
+  return chooseEngine() === packedWasmEngine;
 }
 
-/** The engine for the active tfjs backend and $SP_MATMUL. */
+const onWasmOrCpu = () => tf.getBackend() === 'wasm' || tf.getBackend() === 'cpu';
+
+/**
+ * The engine for the active tfjs backend, $SP_ENGINE and $SP_MATMUL: on wasm/cpu onnxruntime when
+ * onnxruntime-node loads, else sp's packed wasm kernel; tfjs' matmuls elsewhere (tfjs-node, GPU).
+ * $SP_ENGINE=ort|wasm|tfjs chooses (an engine that cannot run here is an SpError, not a fallback);
+ * $SP_MATMUL=sp|tfjs, the older switch, means wasm|tfjs.
+ */
 export function chooseEngine(): Engine {
-  return usePackedMatmul() ? packedWasmEngine : tfjsEngine;
+  const matmul = matmulFromEnv(); // any value but sp / tfjs is an SpError
+  const want = engineFromEnv() ?? (matmul === 'tfjs' ? 'tfjs' : matmul === 'sp' ? 'wasm' : undefined);
+  if (want === 'tfjs') return tfjsEngine;
+  if (want !== undefined && !onWasmOrCpu()) throw new SpError('UNSUPPORTED', `engine "${want}" runs on the wasm and cpu backends (this is ${tf.getBackend()})`);
+  if (want === 'ort') {
+    requireOrt(); // says why not, in one line
+    return ortEngine;
+  }
+  if (want === 'wasm') {
+    if (!gemmSupported()) throw new SpError('UNSUPPORTED', 'engine "wasm" needs WebAssembly SIMD and threads, which this Node lacks');
+    return packedWasmEngine;
+  }
+  if (!onWasmOrCpu()) return tfjsEngine;
+  if (ortAvailable()) return ortEngine;
+  return gemmSupported() ? packedWasmEngine : tfjsEngine;
+}
+
+/** The name of the engine a model loaded now gets: 'ort', 'wasm' (sp's packed kernel) or 'tfjs'. */
+export function engineName(): string {
+  return chooseEngine().name;
 }
 
 /** A model's parameters in backend memory: the Linear layers and plain tensors, in request order. */
 export interface LoadedParameters {
   readonly linears: Linear[];
   readonly tensors: tfc.Tensor[];
+  /** The engine that holds the Linear layers ('ort', 'wasm', 'tfjs'). */
+  readonly engine: string;
   /** Arenas holding packed matrices (0 for the tfjs engine; 0 again after dispose). */
   readonly arenas: number;
   /** Frees everything: tensors, layers, then the engine's own memory. */
@@ -44,7 +73,8 @@ export interface LoadedParameters {
 /** Loads `linears` through the chosen engine, then `tensors` as float32 tfjs tensors. */
 export function loadParameters(src: ParameterSource, req: { linears: readonly LinearSpec[]; tensors: readonly TensorSpec[] }, opts: UploadOptions = {}): LoadedParameters {
   const up = new Uploader(src, opts.allowNonfinite);
-  const engine = chooseEngine().loadLinears(up, req.linears);
+  const chosen = chooseEngine();
+  const engine = chosen.loadLinears(up, req.linears);
   const tensors: tfc.Tensor[] = [];
   let arenas = engine.arenas;
   const dispose = () => {
@@ -63,6 +93,7 @@ export function loadParameters(src: ParameterSource, req: { linears: readonly Li
   return {
     linears: engine.linears,
     tensors,
+    engine: chosen.name,
     get arenas() {
       return arenas;
     },

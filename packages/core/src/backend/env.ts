@@ -51,10 +51,29 @@ export function matmulFromEnv(): 'sp' | 'tfjs' | undefined {
   return v;
 }
 
+export const ENGINES = ['ort', 'wasm', 'tfjs'] as const;
+export type EngineChoice = (typeof ENGINES)[number];
+
+/** `name` = "--engine" or "SP_ENGINE": ort | wasm | tfjs, else a one-line SpError. */
+export function parseEngine(name: string, value: string): EngineChoice {
+  if (!(ENGINES as readonly string[]).includes(value)) throw new SpError('BAD_INPUT', `${name} must be ort, wasm or tfjs (got "${value}")`);
+  return value as EngineChoice;
+}
+
+/**
+ * $SP_ENGINE (`--engine` sets it): the matrix engine. ort = onnxruntime-node, wasm = sp's packed
+ * SIMD kernel, tfjs = tfjs' own matmuls; undefined when unset (the best available).
+ */
+export function engineFromEnv(): EngineChoice | undefined {
+  const v = process.env.SP_ENGINE;
+  return v === undefined || v === '' ? undefined : parseEngine('SP_ENGINE', v);
+}
+
 /** Check every variable at once (the CLI calls this before any command; model loading does too). */
 export function checkEnv(): void {
   backendFromEnv();
   threadsFromEnv('SP_THREADS');
   threadsFromEnv('SP_WASM_THREADS');
   matmulFromEnv();
+  engineFromEnv();
 }

@@ -189,6 +189,28 @@ export class Uploader {
     this.checkArena(name, arena, dst, rows * stride);
   }
 
+  /** Whether non-finite weights are let through (engines that re-derive W from products need to know). */
+  get nonfiniteAllowed(): boolean {
+    return this.allowNonfinite;
+  }
+
+  /**
+   * Tensor `name` (`n` floats) as a Float32Array, checked finite: F32 files are read straight into
+   * `into` (or a new array), F16/BF16 are decoded. For engines that hand W to native code.
+   */
+  floats(name: string, n: number, into?: Float32Array): Float32Array {
+    let f: Float32Array;
+    if (this.fileF32(name)) {
+      f = into ? into.subarray(0, n) : new Float32Array(n);
+      this.src.readInto(name, new Uint8Array(f.buffer, f.byteOffset, f.byteLength));
+    } else {
+      f = this.src.read(name);
+    }
+    if (f.length !== n) throw new SpError('BAD_FILE', `${this.src.fileOf(name).path}: tensor ${name} has ${f.length} values, expected ${n}`);
+    this.checkValues(name, f);
+    return f;
+  }
+
   /** An uninitialised float32 tensor on the wasm heap and its heap view. */
   private alloc(shape: number[]): { info: tfc.TensorInfo; view: Float32Array } {
     const info = this.heap!.makeOutput(shape, 'float32');

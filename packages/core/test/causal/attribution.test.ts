@@ -2,13 +2,15 @@
  * Gradients through the model and input attribution against the float64 reference: every gradient
  * compared with central finite differences of refForward (float64, so the differences are exact to
  * ~1e-9), on the F32 and F16 fixtures, with sp's packed wasm matmul and with tfjs matmuls
- * (SP_MATMUL=tfjs). Integrated gradients: completeness (Σ ≈ target(x) − target(0), the error
+ * (SP_ENGINE=tfjs), and the onnxruntime engine's the same way. Integrated gradients: completeness (Σ ≈ target(x) − target(0), the error
  * shrinking with steps) and batched rows = one row at a time.
  */
 import { gpt2, gradientWrt, inputAttribution, tf, type GPT2 } from '@sp/core';
 import { refForward, type RefWeights } from '../reference/gpt2-ref.js';
 import { readSafetensorsDir } from '../reference/safetensors-mini.js';
+import { engineInfo } from '@sp/core/internals';
 import { FIXTURES, fixtureDir } from '../helpers/fixtures.js';
+import { ENGINES, withEngine } from '../helpers/engines.js';
 import { expectSpError } from '../helpers/errors.js';
 import { randomIds } from '../helpers/random-gpt2.js';
 
@@ -47,9 +49,10 @@ function expectClose(got: number[], want: number[], tol: number): void {
   });
 }
 
-const ENGINES = [['packed wasm matmul', undefined], ['tfjs matmul (SP_MATMUL=tfjs)', 'tfjs']] as const;
+// Every engine on the first fixture; the second on the two native kernels (tfjs' gradients are tfjs' own).
+const CASES = FIXTURES.flatMap((f, i) => ENGINES.filter((e) => i === 0 || e !== 'tfjs').map((e) => [`${f}, engine ${e}`, f, e] as const));
 
-describe.each(FIXTURES.flatMap((f) => ENGINES.map(([label, mm]) => [`${f}, ${label}`, f, mm] as const)))('%s', (_label, fixture, matmul) => {
+describe.each(CASES)('%s', (_label, fixture, engine) => {
   let model: GPT2;
   let ref: RefWeights;
   let e: Float64Array;
@@ -59,12 +62,8 @@ describe.each(FIXTURES.flatMap((f) => ENGINES.map(([label, mm]) => [`${f}, ${lab
     ref = readSafetensorsDir(fixtureDir(fixture));
     d = ref.config.dModel;
     e = refEmbeddings(ref);
-    if (matmul) process.env.SP_MATMUL = matmul;
-    try {
-      model = await gpt2(fixtureDir(fixture), { backend: process.env.SP_BACKEND ?? 'wasm' });
-    } finally {
-      delete process.env.SP_MATMUL;
-    }
+    model = await withEngine(engine, () => gpt2(fixtureDir(fixture), { backend: process.env.SP_BACKEND ?? 'wasm' }));
+    expect(engineInfo(model).engine).toBe(engine);
   });
   afterAll(() => model?.dispose());
 

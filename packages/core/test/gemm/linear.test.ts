@@ -1,12 +1,14 @@
 /**
- * PackedLinear (weights in an Arena, sp's kernel) and TensorLinear (tfjs matmul) on the same random
- * W [in, out] and bias, against float64 loops: apply, outputWeights, weight, rowNorms, colNorms;
- * dispose; no leaked tensors.
+ * PackedLinear (weights in an Arena, sp's kernel), TensorLinear (tfjs matmul) and the onnxruntime
+ * layer (W given [in, out], read back from onnxruntime; or [out, in], kept as the unembedding is) on
+ * the same random W [in, out] and bias, against float64 loops: apply, outputWeights, weight,
+ * rowNorms, colNorms; dispose; no leaked tensors.
  */
 import { initBackend, tf } from '../../src/backend/index.js';
 import { Arena, padK } from '../../src/backend/gemm/arena.js';
 import { TensorLinear, type Linear } from '../../src/backend/linear.js';
 import { PackedLinear } from '../../src/backend/gemm/packed-linear.js';
+import { ortLinear } from '../../src/backend/ort-engine.js';
 import { firstBitDiff, randArray } from './reference.js';
 
 const { abs, max, sqrt } = Math;
@@ -49,6 +51,15 @@ function packed(withBias = true): { layer: PackedLinear; arena: Arena } {
 
 const tensor = (withBias = true): TensorLinear => new TensorLinear(tf.tensor2d(W, [K, N]), withBias ? tf.tensor1d(bias) : undefined);
 
+/** W [out, in] (the stored layout of the tied unembedding). */
+const wOutIn = (): Float32Array => {
+  const t = new Float32Array(K * N);
+  for (let i = 0; i < K; i++) for (let j = 0; j < N; j++) t[j * K + i] = W[i * N + j];
+  return t;
+};
+const ortInOut = (withBias = true) => ortLinear(K, N, 'in-out', Float32Array.from(W), withBias ? Float32Array.from(bias) : undefined, false);
+const ortOutIn = (withBias = true) => ortLinear(K, N, 'out-in', wOutIn(), withBias ? Float32Array.from(bias) : undefined, true);
+
 beforeAll(async () => {
   await initBackend(); // default: wasm
 });
@@ -66,6 +77,8 @@ const impls: [string, string, (withBias: boolean) => Linear][] = [];
 for (const backend of ['wasm', 'cpu']) {
   impls.push([backend, 'PackedLinear', (withBias) => packed(withBias).layer]);
   impls.push([backend, 'TensorLinear', (withBias) => tensor(withBias)]);
+  impls.push([backend, 'onnxruntime, W [in, out] read back', (withBias) => ortInOut(withBias)]);
+  impls.push([backend, 'onnxruntime, W [out, in] kept', (withBias) => ortOutIn(withBias)]);
 }
 
 // PackedLinear reads and writes the tfjs wasm heap directly on wasm, JS arrays on cpu: both.

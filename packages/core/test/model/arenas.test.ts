@@ -6,13 +6,14 @@
 import { gpt2, tf } from '@sp/core';
 import { engineInfo } from '@sp/core/internals';
 import { randomIds, writeRandomGpt2 } from '../helpers/random-gpt2.js';
+import { withEngine } from '../helpers/engines.js';
 
 const spec = { nLayer: 3, dModel: 32, nHead: 4, dtype: 'F32' as const };
 
 async function logitsWith(arenaBytes: string | undefined, dir: string, ids: number[]): Promise<{ logits: Float32Array; arenas: number }> {
   if (arenaBytes === undefined) delete process.env.SP_ARENA_BYTES;
   else process.env.SP_ARENA_BYTES = arenaBytes;
-  const model = await gpt2(dir);
+  const model = await withEngine('wasm', () => gpt2(dir)); // the packed kernel's arenas
   try {
     const t = model.forward(ids);
     const logits = t.dataSync() as Float32Array;
@@ -59,5 +60,24 @@ test('SP_MATMUL=tfjs (XNNPACK matmuls, as on other backends) agrees with the pac
     }
   } finally {
     delete process.env.SP_MATMUL;
+  }
+});
+
+test('the onnxruntime engine agrees with the packed kernel (another summation order) and holds no arenas', async () => {
+  const { dir } = writeRandomGpt2({ ...spec, seed: 12 });
+  const ids = randomIds(6, 8, 50257);
+  const packed = await logitsWith(undefined, dir, ids);
+  const model = await withEngine('ort', () => gpt2(dir));
+  try {
+    expect(engineInfo(model)).toMatchObject({ engine: 'ort', arenas: 0 });
+    const t = model.forward(ids);
+    const viaOrt = t.dataSync() as Float32Array;
+    t.dispose();
+    let worst = 0;
+    for (let i = 0; i < viaOrt.length; i++) worst = Math.max(worst, Math.abs(viaOrt[i] - packed.logits[i]));
+    expect(worst).toBeLessThan(1e-4);
+    expect(worst).toBeGreaterThan(0);
+  } finally {
+    model.dispose();
   }
 });

@@ -1,12 +1,15 @@
 /** The tfjs model against golden answers from an independent numpy GPT-2 (packages/core/test/fixtures). */
 import { gpt2, generate, tf, type GPT2 } from '@sp/core';
+import { engineInfo } from '@sp/core/internals';
 import { FIXTURES, fixtureDir, golden } from '../helpers/fixtures.js';
+import { ENGINES, withEngine } from '../helpers/engines.js';
 
-describe.each(FIXTURES)('%s vs numpy golden', (name) => {
+describe.each(ENGINES.flatMap((e) => FIXTURES.map((f) => [f, e] as const)))('%s vs numpy golden, engine %s', (name, engine) => {
   const g = golden(name);
   let model: GPT2;
   beforeAll(async () => {
-    model = await gpt2(fixtureDir(name), { backend: process.env.SP_BACKEND ?? 'wasm' });
+    model = await withEngine(engine, () => gpt2(fixtureDir(name), { backend: process.env.SP_BACKEND ?? 'wasm' }));
+    expect(engineInfo(model).engine).toBe(engine);
   });
   afterAll(() => model.dispose());
 

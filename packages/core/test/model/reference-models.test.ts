@@ -4,13 +4,15 @@
  * config.json (then inferred from shapes) and with or without HF's attn.bias/masked_bias buffers.
  * Checked: every hook activation (LayerNorm hook_scale / hook_normalized with TransformerLens'
  * meaning), logits within 1e-4, and greedy continuations (KV cache vs the reference's full
- * recomputation).
+ * recomputation). Each case runs on every matrix engine (helpers/engines.ts), the reference computed once.
  */
 import fs from 'node:fs';
 import { generate, gpt2, tf, type GPT2 } from '@sp/core';
 import { refForward, refGreedy, type RefWeights } from '../reference/gpt2-ref.js';
 import { compareCache, firstMismatch, logitsRow, LOGIT_TOL, type Mismatch } from '../helpers/compare.js';
 import { randomIds, specLabel, writeRandomGpt2, type RandomGpt2, type RandomGpt2Spec } from '../helpers/random-gpt2.js';
+import { engineInfo } from '@sp/core/internals';
+import { ENGINES, withEngine } from '../helpers/engines.js';
 
 const NEW_TOKENS = 6;
 
@@ -31,9 +33,20 @@ const CASES: Case[] = [
   { nLayer: 2, dModel: 16, nHead: 1, nCtx: 12, dtype: 'F32', config: false, buffers: true, inferredHeads: 1, promptLen: 1 },
 ];
 
+// One checkpoint and one float64 reference result per case, shared by the engines.
+const fixtures = new Map<string, RandomGpt2>();
+const refResults = new Map<string, unknown>();
+const memo = <T>(key: string, f: () => T): T => {
+  if (!refResults.has(key)) refResults.set(key, f());
+  return refResults.get(key) as T;
+};
+afterAll(() => {
+  for (const fx of fixtures.values()) fs.rmSync(fx.dir, { recursive: true, force: true });
+});
+
 /** Compare every hook of one forward pass, and the returned logits, with the reference. */
-function compareAll(model: GPT2, ref: RefWeights, ids: number[]): Mismatch[] {
-  const want = refForward(ref, ids);
+function compareAll(model: GPT2, ref: RefWeights, ids: number[], key: string): Mismatch[] {
+  const want = memo(key + ':forward', () => refForward(ref, ids));
   const { logits, cache } = model.runWithCache(ids);
   try {
     expect(cache.keys().sort()).toEqual(model.hookNames().sort());
@@ -47,8 +60,8 @@ function compareAll(model: GPT2, ref: RefWeights, ids: number[]): Mismatch[] {
 }
 
 /** Greedy ids must equal the reference's; a divergence is only allowed at a near-tie (< 1e-4). */
-function expectSameGreedy(ref: RefWeights, prompt: number[], got: number[]): void {
-  const want = refGreedy(ref, prompt, got.length);
+function expectSameGreedy(ref: RefWeights, prompt: number[], got: number[], key: string): void {
+  const want = memo(`${key}:greedy${got.length}`, () => refGreedy(ref, prompt, got.length));
   const k = want.findIndex((id, i) => id !== got[i]);
   if (k < 0) return;
   const last = refForward(ref, [...prompt, ...want.slice(0, k)]).logits.at(-1)!;
@@ -56,22 +69,21 @@ function expectSameGreedy(ref: RefWeights, prompt: number[], got: number[]): voi
   expect({ step: k, gap, near_tie: gap < LOGIT_TOL }).toEqual({ step: k, gap, near_tie: true });
 }
 
-describe.each(CASES.map((c) => [specLabel(c), c] as const))('random GPT-2 %s vs float64 reference', (_label, c) => {
+describe.each(CASES.flatMap((c) => ENGINES.map((e) => [specLabel(c), e, c] as const)))('random GPT-2 %s vs float64 reference, engine %s', (label, engine, c) => {
   let fx: RandomGpt2;
   let model: GPT2;
   const prompt = randomIds(c.promptLen, c.nLayer * 1000 + c.dModel);
 
   beforeAll(async () => {
-    fx = writeRandomGpt2({ ...c, seed: 7 + c.nLayer * 31 + c.dModel });
-    model = await gpt2(fx.dir, { backend: process.env.SP_BACKEND ?? 'wasm' });
+    if (!fixtures.has(label)) fixtures.set(label, writeRandomGpt2({ ...c, seed: 7 + c.nLayer * 31 + c.dModel }));
+    fx = fixtures.get(label)!;
+    model = await withEngine(engine, () => gpt2(fx.dir, { backend: process.env.SP_BACKEND ?? 'wasm' }));
+    expect(engineInfo(model).engine).toBe(engine);
   });
   /** Without config.json the reference must use the head count the library inferred. */
   const refWeights = (): RefWeights => ({ config: { ...fx.ref.config, nHead: c.inferredHeads ?? c.nHead }, get: fx.ref.get });
 
-  afterAll(() => {
-    model?.dispose();
-    if (fx) fs.rmSync(fx.dir, { recursive: true, force: true });
-  });
+  afterAll(() => model?.dispose());
 
   test('config (read or inferred from shapes)', () => {
     expect(model.config).toMatchObject({
@@ -89,11 +101,11 @@ describe.each(CASES.map((c) => [specLabel(c), c] as const))('random GPT-2 %s vs 
   test('every hook activation and the logits match the reference', () => {
     const ref = refWeights();
     expect(model.hookNames()).toHaveLength(2 + 18 * c.nLayer + 3);
-    expect(compareAll(model, ref, prompt)).toEqual([]);
+    expect(compareAll(model, ref, prompt, label)).toEqual([]);
   });
 
   test("logits: 'last' equals the reference's last position", () => {
-    const want = refForward(refWeights(), prompt).logits.at(-1)!;
+    const want = memo(label + ':forward', () => refForward(refWeights(), prompt)).logits.at(-1)!;
     const last = model.forward(prompt, { logits: 'last' });
     expect(last.shape).toEqual([1, 1, 50257]);
     const m = firstMismatch('last logits', last.dataSync(), want, LOGIT_TOL, false);
@@ -107,6 +119,6 @@ describe.each(CASES.map((c) => [specLabel(c), c] as const))('random GPT-2 %s vs 
     const r = await generate(model, prompt, { maxNewTokens: NEW_TOKENS, eosTokenId: null });
     expect(tf.memory().numTensors).toBe(before);
     expect(r.newTokens[0]).toHaveLength(NEW_TOKENS);
-    expectSameGreedy(ref, prompt, r.newTokens[0]);
+    expectSameGreedy(ref, prompt, r.newTokens[0], label);
   });
 });

@@ -21,16 +21,24 @@ test('load / forward / dispose cycles', async () => {
   const dir = process.env.SP_RSS_MODEL!;
   const cycles = Number(process.env.SP_RSS_CYCLES);
   const rss: number[] = [];
-  let arenas = 0;
+  let arenas = 0, engine = '';
+  await settle();
+  const before = process.memoryUsage().rss;
+  let peak = 0, held = 0;
   for (let c = 0; c < cycles; c++) {
     const model = await gpt2(dir, { backend: 'wasm', download: false });
-    arenas = engineInfo(model).arenas;
+    ({ arenas, engine } = engineInfo(model));
+    if (c === 0) {
+      await settle(); // the loader's transient buffers collected: what the loaded model holds
+      held = process.memoryUsage().rss;
+    }
     const logits = model.forward([1, 2, 3]); // runs the big matmuls on the worker pool
     expect(logits.shape).toEqual([1, 3, 50257]);
     logits.dispose();
+    if (c === 0) peak = process.resourceUsage().maxRSS * 1024; // the first load and forward pass
     model.dispose();
     await settle();
     rss.push(process.memoryUsage().rss);
   }
-  fs.writeFileSync(process.env.SP_RSS_OUT!, JSON.stringify({ rss, arenas }));
+  fs.writeFileSync(process.env.SP_RSS_OUT!, JSON.stringify({ rss, arenas, engine, before, peak, held }));
 });

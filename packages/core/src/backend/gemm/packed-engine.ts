@@ -25,7 +25,7 @@ export function arenaCapacity(): number {
 const layerBytes = (s: LinearSpec) => aligned(s.outDim * padK(s.inDim) * 4) + (s.bias !== undefined ? aligned(s.outDim * 4) : 0);
 
 export const packedWasmEngine: Engine = {
-  name: 'packed-wasm',
+  name: 'wasm',
   loadLinears(up: Uploader, specs: readonly LinearSpec[]): EngineLinears {
     // Fill arenas in load order, opening a new one when the next matrix would not fit.
     const capacity = arenaCapacity();

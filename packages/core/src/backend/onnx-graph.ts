@@ -1,0 +1,142 @@
+/**
+ * The ONNX graphs the onnxruntime engine (ort-engine.ts) runs: one dense layer each, built here and
+ * serialised with protobufjs from the subset of onnx.proto they use (field numbers as in
+ * onnx/onnx.proto). Weights are not in the bytes: they are "external data" in named in-memory
+ * files handed to the session (sessionOptions.externalData), so a graph is a few hundred bytes.
+ */
+import { createRequire } from 'node:module';
+import type * as Protobuf from 'protobufjs';
+
+const require = createRequire(import.meta.url);
+
+const FLOAT = 1; // TensorProto.DataType.FLOAT
+const FLOAT_ATTR = 1; // AttributeProto.AttributeType.FLOAT
+const INT = 2; // AttributeProto.AttributeType.INT
+const EXTERNAL = 1; // TensorProto.DataLocation.EXTERNAL
+
+/** onnx.proto, only the messages and fields these graphs set. */
+const SCHEMA = {
+  nested: {
+    onnx: {
+      nested: {
+        ModelProto: { fields: { irVersion: { type: 'int64', id: 1 }, producerName: { type: 'string', id: 2 }, graph: { type: 'GraphProto', id: 7 }, opsetImport: { rule: 'repeated', type: 'OperatorSetIdProto', id: 8 } } },
+        OperatorSetIdProto: { fields: { domain: { type: 'string', id: 1 }, version: { type: 'int64', id: 2 } } },
+        GraphProto: {
+          fields: {
+            node: { rule: 'repeated', type: 'NodeProto', id: 1 },
+            name: { type: 'string', id: 2 },
+            initializer: { rule: 'repeated', type: 'TensorProto', id: 5 },
+            input: { rule: 'repeated', type: 'ValueInfoProto', id: 11 },
+            output: { rule: 'repeated', type: 'ValueInfoProto', id: 12 },
+          },
+        },
+        NodeProto: {
+          fields: {
+            input: { rule: 'repeated', type: 'string', id: 1 },
+            output: { rule: 'repeated', type: 'string', id: 2 },
+            name: { type: 'string', id: 3 },
+            opType: { type: 'string', id: 4 },
+            domain: { type: 'string', id: 7 },
+            attribute: { rule: 'repeated', type: 'AttributeProto', id: 5 },
+          },
+        },
+        AttributeProto: { fields: { name: { type: 'string', id: 1 }, f: { type: 'float', id: 2 }, i: { type: 'int64', id: 3 }, type: { type: 'int32', id: 20 } } },
+        TensorProto: {
+          fields: {
+            dims: { rule: 'repeated', type: 'int64', id: 1 },
+            dataType: { type: 'int32', id: 2 },
+            name: { type: 'string', id: 8 },
+            externalData: { rule: 'repeated', type: 'StringStringEntryProto', id: 13 },
+            dataLocation: { type: 'int32', id: 14 },
+          },
+        },
+        StringStringEntryProto: { fields: { key: { type: 'string', id: 1 }, value: { type: 'string', id: 2 } } },
+        ValueInfoProto: { fields: { name: { type: 'string', id: 1 }, type: { type: 'TypeProto', id: 2 } } },
+        TypeProto: { fields: { tensorType: { type: 'TypeProtoTensor', id: 1 } } },
+        TypeProtoTensor: { fields: { elemType: { type: 'int32', id: 1 }, shape: { type: 'TensorShapeProto', id: 2 } } },
+        TensorShapeProto: { fields: { dim: { rule: 'repeated', type: 'Dimension', id: 1 } } },
+        Dimension: { oneofs: { value: { oneof: ['dimValue', 'dimParam'] } }, fields: { dimValue: { type: 'int64', id: 1 }, dimParam: { type: 'string', id: 2 } } },
+      },
+    },
+  },
+};
+
+let modelType: Protobuf.Type | undefined;
+function modelProto(): Protobuf.Type {
+  // Loaded on first use: only this engine needs protobufjs.
+  const pb = require('protobufjs/light.js') as typeof Protobuf;
+  return (modelType ??= pb.Root.fromJSON(SCHEMA).lookupType('onnx.ModelProto'));
+}
+
+const valueInfo = (name: string, dims: (number | string)[]) => ({
+  name,
+  type: { tensorType: { elemType: FLOAT, shape: { dim: dims.map((d) => (typeof d === 'string' ? { dimParam: d } : { dimValue: d })) } } },
+});
+
+/** A float32 initializer whose bytes are the whole in-memory file `file`. */
+const external = (name: string, dims: number[], file: string) => ({
+  name,
+  dims,
+  dataType: FLOAT,
+  dataLocation: EXTERNAL,
+  externalData: [
+    { key: 'location', value: file },
+    { key: 'offset', value: '0' },
+    { key: 'length', value: String(dims.reduce((a, b) => a * b, 1) * 4) },
+  ],
+});
+
+/** In-memory file names the graphs' initializers refer to. */
+export const W_FILE = 'W.bin';
+export const B_FILE = 'b.bin';
+
+/**
+ * y [M, N] = x [M, K] @ W + b, M free. `stored`: 'in-out' = W given as [K, N] (HF Conv1D) and
+ * multiplied by MatMul, with the bias-free product also an output ('xw', what `weight()` reads W
+ * back through); 'out-in' = W given as [N, K] (the tied unembedding), Gemm with transB. `wInput`:
+ * W is an input fed at every run (from memory the caller keeps) instead of an initializer.
+ */
+export function linearGraph(K: number, N: number, stored: 'in-out' | 'out-in', bias: boolean, wInput = false): Uint8Array {
+  const wDims = stored === 'in-out' ? [K, N] : [N, K];
+  const inits = wInput ? [] : [external('W', wDims, W_FILE)];
+  if (bias) inits.push(external('b', [N], B_FILE));
+  const nodes =
+    stored === 'out-in'
+      ? [{ name: 'gemm', opType: 'Gemm', input: bias ? ['x', 'W', 'b'] : ['x', 'W'], output: ['y'], attribute: [{ name: 'transB', type: INT, i: 1 }] }]
+      : bias
+        ? [
+            { name: 'matmul', opType: 'MatMul', input: ['x', 'W'], output: ['xw'] },
+            { name: 'add', opType: 'Add', input: ['xw', 'b'], output: ['y'] },
+          ]
+        : [{ name: 'matmul', opType: 'MatMul', input: ['x', 'W'], output: ['y'] }];
+  const outputs = [valueInfo('y', ['M', N])];
+  if (stored === 'in-out' && bias) outputs.push(valueInfo('xw', ['M', N]));
+  const type = modelProto();
+  const inputs = [valueInfo('x', ['M', K])];
+  if (wInput) inputs.push(valueInfo('W', wDims));
+  const graph = { name: 'linear', node: nodes, initializer: inits, input: inputs, output: outputs };
+  return type.encode(type.fromObject({ irVersion: 9, producerName: 'sp', opsetImport: [{ domain: '', version: 17 }], graph })).finish();
+}
+
+/**
+ * c [..., M, N] = alpha · a [..., M, K] @ b (b [..., K, N], or [..., N, K] with `transB`), rank 4,
+ * every dimension free: attention's QKᵀ and pattern·V. com.microsoft's FusedMatMul (onnxruntime's
+ * CPU contrib op) takes the transpose and the scale inside the product.
+ */
+export function batchMatMulGraph(transB: boolean, alpha: number): Uint8Array {
+  const dims = (p: string) => [p + '0', p + '1', p + '2', p + '3'];
+  const node = {
+    name: 'bmm',
+    opType: 'FusedMatMul',
+    domain: 'com.microsoft',
+    input: ['a', 'b'],
+    output: ['c'],
+    attribute: [
+      { name: 'transB', type: INT, i: transB ? 1 : 0 },
+      { name: 'alpha', type: FLOAT_ATTR, f: alpha },
+    ],
+  };
+  const type = modelProto();
+  const graph = { name: 'bmm', node: [node], initializer: [], input: [valueInfo('a', dims('a')), valueInfo('b', dims('b'))], output: [valueInfo('c', dims('c'))] };
+  return type.encode(type.fromObject({ irVersion: 9, producerName: 'sp', opsetImport: [{ domain: '', version: 17 }, { domain: 'com.microsoft', version: 1 }], graph })).finish();
+}

@@ -1,0 +1,358 @@
+/**
+ * The onnxruntime engine (wasm and cpu backends, when the optional `onnxruntime-node` is installed):
+ * every Linear is one ONNX session (onnx-graph.ts) whose MatMul/Gemm runs onnxruntime's MLAS
+ * kernels (AVX2/AVX-512 FMA), W an initializer that onnxruntime prepacks once.
+ *
+ * The forward pass is synchronous tfjs, so layers run through the binding's synchronous
+ * `InferenceSession.run` (the public `session.run` wraps it in a promise). That is an internal API:
+ * it is checked when the package is loaded, and a moved one is a one-line SpError, never a crash.
+ * Measured here: ~7 µs per call beyond the product itself; x is read from and y written into the
+ * tfjs wasm heap in place (pre-allocated outputs), so a call copies nothing.
+ *
+ * Memory: one copy of each W. The block layers' W are initializers: onnxruntime copies them when
+ * the session is built and keeps only its packed copy; they give W back on demand (`weight()`,
+ * norms, gradients) by multiplying one-hot rows through the bias-free product, which reproduces W
+ * exactly. The tied unembedding ('out-in') stays here, since every forward pass gathers token
+ * embeddings from its rows, and is fed to onnxruntime as an input at each run (no copy).
+ */
+import type * as tfc from '@tensorflow/tfjs-core';
+import { createRequire } from 'node:module';
+import { SpError } from '../errors.js';
+import { gemmThreads } from './gemm/pool.js';
+import { heapTensor, wasmHeap } from './heap.js';
+import { tf } from './index.js';
+import type { Linear } from './linear.js';
+import { B_FILE, batchMatMulGraph, linearGraph, W_FILE } from './onnx-graph.js';
+import type { Engine, EngineLinears, LinearSpec, Uploader } from './upload.js';
+
+/**
+ * onnxruntime-node is loaded with Node's own require, outside any module sandbox (jest's): its
+ * binding makes output arrays in the main realm and onnxruntime-common's Tensor checks them with
+ * `instanceof Float32Array`, which fails if the JS side was loaded in another realm.
+ */
+const nodeModule = (process as { getBuiltinModule?: (id: string) => unknown }).getBuiltinModule?.('node:module') as typeof import('node:module') | undefined;
+const require = (nodeModule?.createRequire ?? createRequire)(import.meta.url);
+
+/** A tensor as the binding reads it (the fields of onnxruntime-common's Tensor it uses). */
+interface OrtTensor {
+  readonly type: 'float32';
+  readonly dims: readonly number[];
+  readonly data: Float32Array;
+  readonly location: 'cpu';
+}
+type Feeds = Record<string, OrtTensor>;
+/** onnxruntime-node's native session (dist/binding.d.ts, `Binding.InferenceSession`). */
+interface NativeSession {
+  loadModel(buffer: ArrayBuffer, byteOffset: number, byteLength: number, options: object): void;
+  run(feeds: Feeds, fetches: Record<string, OrtTensor | null>, options: object): Feeds;
+  dispose(): void;
+}
+interface Ort {
+  readonly version: string;
+  readonly Session: new () => NativeSession;
+}
+
+/** onnxruntime-node versions whose internal binding this file was written against. */
+const SUPPORTED = /^1\.(2[0-9]|3[0-9])\./;
+
+let loaded: Ort | Error | undefined;
+
+/** onnxruntime-node, or why it cannot be used (not installed, no binary for this platform, moved API). */
+function loadOrt(): Ort | Error {
+  if (loaded) return loaded;
+  try {
+    const { version } = require('onnxruntime-node/package.json') as { version: string };
+    if (!SUPPORTED.test(version)) throw new Error(`onnxruntime-node ${version} is not a supported version (1.20 to 1.39)`);
+    const b = require('onnxruntime-node/dist/binding') as { binding?: { InferenceSession?: Ort['Session'] }; initOrt?: () => void };
+    const Session = b.binding?.InferenceSession;
+    const p = Session?.prototype as Partial<NativeSession> | undefined;
+    if (typeof b.initOrt !== 'function' || typeof p?.loadModel !== 'function' || typeof p.run !== 'function' || typeof p.dispose !== 'function') {
+      throw new Error(`onnxruntime-node ${version}: its native binding no longer has the synchronous InferenceSession API sp uses`);
+    }
+    b.initOrt();
+    loaded = { version, Session: Session! };
+  } catch (e) {
+    const msg = (e as Error)?.message?.split('\n')[0] ?? String(e);
+    loaded = new Error((e as NodeJS.ErrnoException)?.code === 'MODULE_NOT_FOUND' ? 'onnxruntime-node is not installed' : msg);
+  }
+  return loaded;
+}
+
+/** Whether the onnxruntime engine can run here (onnxruntime-node installed and loadable). */
+export function ortAvailable(): boolean {
+  return !(loadOrt() instanceof Error);
+}
+
+/** The loaded onnxruntime-node, or a one-line SpError saying why not (for an explicit SP_ENGINE=ort). */
+export function requireOrt(): Ort {
+  const o = loadOrt();
+  if (o instanceof Error) throw new SpError('UNSUPPORTED', `engine "ort" needs onnxruntime-node: ${o.message}`);
+  return o;
+}
+
+/** The onnxruntime version in use, undefined when it cannot be loaded. */
+export function ortVersion(): string | undefined {
+  const o = loadOrt();
+  return o instanceof Error ? undefined : o.version;
+}
+
+function sessionOptions(files: { path: string; data: Uint8Array }[]): object {
+  return {
+    intraOpNumThreads: gemmThreads(), // $SP_THREADS, as for sp's own kernel
+    interOpNumThreads: 1, // one node per graph: nothing to run in parallel
+    graphOptimizationLevel: 'all',
+    executionMode: 'sequential',
+    logSeverityLevel: 3, // errors only: no warnings on stderr
+    // No spinning: 49 sessions, each with its own pool, run one after another between tfjs ops;
+    // spinning workers of the previous layer would compete with the next one on 2 cores.
+    extra: { session: { intra_op: { allow_spinning: '0' }, inter_op: { allow_spinning: '0' } } },
+    externalData: files,
+  };
+}
+
+const bytes = (f: Float32Array) => new Uint8Array(f.buffer, f.byteOffset, f.byteLength);
+
+class OrtLinear implements Linear {
+  private norms: { row?: Float32Array; col?: Float32Array } = {};
+  private session: NativeSession | undefined;
+  /** W as a tensor for backward passes (stored layout), made on the first one only. */
+  private storedW: tfc.Tensor2D | undefined;
+
+  /**
+   * `host`: W as stored ([out, in] for 'out-in', [in, out] for 'in-out'), kept when the layer needs
+   * it at hand (token embeddings, or weights loaded with allowNonfinite, which one-hot products
+   * cannot reproduce: 0 · ∞ is NaN); otherwise W lives only in onnxruntime.
+   */
+  constructor(
+    session: NativeSession,
+    readonly inDim: number,
+    readonly outDim: number,
+    private readonly stored: 'in-out' | 'out-in',
+    private readonly hasBias: boolean,
+    private host: Float32Array | undefined,
+    /** W is fed from `host` at every run (not copied into onnxruntime). */
+    private readonly wInput = false,
+  ) {
+    this.session = session;
+  }
+
+  private get live(): NativeSession {
+    if (!this.session) throw new SpError('BAD_INPUT', 'linear layer used after dispose (the model was disposed)');
+    return this.session;
+  }
+
+  apply(x: tfc.Tensor): tfc.Tensor {
+    // Under tf.grad the native product is opaque to the tape: give it dx = dy · Wᵀ (W needs no gradient).
+    if (tf.engine().state.gradientDepth > 0) {
+      const f = tf.customGrad((...args) => {
+        const xin = args[0] as tfc.Tensor;
+        return {
+          value: this.applyOrt(xin),
+          gradFunc: (dy: tfc.Tensor) => {
+            const dy2 = tf.reshape(dy, [-1, this.outDim]) as tfc.Tensor2D;
+            const dx = this.stored === 'out-in' ? tf.matMul(dy2, this.storedWeight()) : tf.matMul(dy2, this.storedWeight(), false, true);
+            return tf.reshape(dx, xin.shape);
+          },
+        };
+      });
+      return f(x);
+    }
+    return this.applyOrt(x);
+  }
+
+  private storedWeight(): tfc.Tensor2D {
+    if (!this.storedW) {
+      const shape: [number, number] = this.stored === 'out-in' ? [this.outDim, this.inDim] : [this.inDim, this.outDim];
+      this.storedW = tf.keep(tf.tensor2d(this.host ?? this.readBack(), shape));
+    }
+    return this.storedW;
+  }
+
+  private applyOrt(x: tfc.Tensor): tfc.Tensor {
+    const K = this.inDim, N = this.outDim;
+    if (x.shape.at(-1) !== K || x.dtype !== 'float32') throw new SpError('BAD_INPUT', `linear: needs float32 [..., ${K}], got ${x.dtype} [${x.shape}]`);
+    const shape = [...x.shape.slice(0, -1), N];
+    const M = x.size / K;
+    if (M === 0) return tf.zeros(shape);
+    // On wasm, onnxruntime reads x from and writes y into the tfjs heap directly: no copies.
+    const heap = wasmHeap();
+    const y = heap ? heapTensor(heap.makeOutput(shape, 'float32')) : undefined; // before taking views: it may grow the heap
+    try {
+      const xs = heap ? heap.typedArrayFromHeap(x) : (x.dataSync() as Float32Array);
+      const ys = y ? heap!.typedArrayFromHeap(y) : new Float32Array(M * N);
+      this.run(xs, ys, M, 'y');
+      return y ?? tf.tensor(ys, shape, 'float32');
+    } catch (e) {
+      y?.dispose();
+      throw e;
+    }
+  }
+
+  /** ys [M, N] = output `out` of the graph for xs [M, K]. */
+  private run(xs: Float32Array, ys: Float32Array, M: number, out: 'y' | 'xw'): void {
+    const x: OrtTensor = { type: 'float32', dims: [M, this.inDim], data: xs, location: 'cpu' };
+    const y: OrtTensor = { type: 'float32', dims: [M, this.outDim], data: ys, location: 'cpu' };
+    const feeds: Feeds = { x };
+    if (this.wInput) feeds.W = { type: 'float32', dims: this.stored === 'in-out' ? [this.inDim, this.outDim] : [this.outDim, this.inDim], data: this.host!, location: 'cpu' };
+    this.live.run(feeds, { [out]: y }, {}); // y is written in place (a pre-allocated output)
+  }
+
+  /** W [in, out] of an 'in-out' layer from onnxruntime: one-hot rows e_i · W = W[i, :] exactly (0 · w = 0, w + 0 = w). */
+  private readBack(): Float32Array {
+    const K = this.inDim, N = this.outDim;
+    const w = new Float32Array(K * N);
+    const rows = Math.min(K, 256);
+    const eye = new Float32Array(rows * K);
+    for (let r0 = 0; r0 < K; r0 += rows) {
+      const n = Math.min(rows, K - r0);
+      eye.fill(0);
+      for (let r = 0; r < n; r++) eye[r * K + r0 + r] = 1;
+      this.run(eye.subarray(0, n * K), w.subarray(r0 * N, (r0 + n) * N), n, this.hasBias ? 'xw' : 'y');
+    }
+    return w;
+  }
+
+  /** W [in, out] as a new array. */
+  private inOut(): Float32Array {
+    if (this.stored === 'in-out') return this.host ? this.host.slice() : this.readBack();
+    const K = this.inDim, N = this.outDim, h = this.host!;
+    const out = new Float32Array(K * N);
+    for (let j = 0; j < N; j++) for (let i = 0; i < K; i++) out[i * N + j] = h[j * K + i];
+    return out;
+  }
+
+  outputWeights(ids: tfc.Tensor1D): tfc.Tensor2D {
+    this.live;
+    const idx = ids.dataSync();
+    const K = this.inDim, N = this.outDim;
+    for (const j of idx) if (!(j >= 0 && j < N)) throw new RangeError(`index ${j} out of range [0, ${N})`);
+    const out = new Float32Array(idx.length * K);
+    if (this.stored === 'out-in') {
+      for (let i = 0; i < idx.length; i++) out.set(this.host!.subarray(idx[i] * K, (idx[i] + 1) * K), i * K);
+    } else {
+      const w = this.host ?? this.readBack();
+      for (let i = 0; i < idx.length; i++) for (let k = 0; k < K; k++) out[i * K + k] = w[k * N + idx[i]];
+    }
+    return tf.tensor2d(out, [idx.length, K]);
+  }
+
+  weight(): tfc.Tensor2D {
+    this.live;
+    return tf.tensor2d(this.inOut(), [this.inDim, this.outDim]);
+  }
+
+  /** Squared norms of W's rows (byRow) or columns, in float64, from W in its stored layout. */
+  private sumSquares(byRow: boolean): Float32Array {
+    this.live;
+    const K = this.inDim, N = this.outDim;
+    const w = this.host ?? this.readBack();
+    const sq = new Float64Array(byRow ? K : N);
+    // Stored element (i, j) of W [in, out]: out-in at [j·K + i], in-out at [i·N + j].
+    if (this.stored === 'out-in') {
+      for (let j = 0; j < N; j++) for (let i = 0; i < K; i++) sq[byRow ? i : j] += w[j * K + i] * w[j * K + i];
+    } else {
+      for (let i = 0; i < K; i++) for (let j = 0; j < N; j++) sq[byRow ? i : j] += w[i * N + j] * w[i * N + j];
+    }
+    return Float32Array.from(sq, Math.sqrt);
+  }
+
+  rowNorms(): Float32Array {
+    return (this.norms.row ??= this.sumSquares(true));
+  }
+
+  colNorms(): Float32Array {
+    return (this.norms.col ??= this.sumSquares(false));
+  }
+
+  dispose(): void {
+    this.session?.dispose();
+    this.session = undefined;
+    this.host = undefined;
+    this.storedW?.dispose();
+    this.storedW = undefined;
+  }
+}
+
+/**
+ * One layer y = x @ W + b in onnxruntime. `w`: W as `stored` ([in, out] or [out, in]); `keep`: hold
+ * on to `w` (the caller must not reuse it then), else onnxruntime's copy is the only one.
+ */
+export function ortLinear(inDim: number, outDim: number, stored: 'in-out' | 'out-in', w: Float32Array, b: Float32Array | undefined, keep: boolean, what = 'linear'): Linear {
+  const ort = requireOrt();
+  // A kept W is fed at every run (no second copy in onnxruntime): measured no slower for the
+  // unembedding in decode (1 and 8 rows) than a prepacked initializer, and 1× its memory instead of 2×.
+  const wInput = keep;
+  const graph = linearGraph(inDim, outDim, stored, b !== undefined, wInput);
+  const files = wInput ? [] : [{ path: W_FILE, data: bytes(w) }];
+  if (b) files.push({ path: B_FILE, data: bytes(b) });
+  const session = new ort.Session();
+  try {
+    session.loadModel(graph.buffer as ArrayBuffer, graph.byteOffset, graph.byteLength, sessionOptions(files));
+  } catch (e) {
+    throw new SpError('UNSUPPORTED', `onnxruntime could not load layer ${what}: ${String((e as Error)?.message ?? e).split('\n')[0]}`);
+  }
+  return new OrtLinear(session, inDim, outDim, stored, b !== undefined, keep ? w : undefined, wInput);
+}
+
+export const ortEngine: Engine = {
+  name: 'ort',
+  loadLinears(up: Uploader, specs: readonly LinearSpec[]): EngineLinears {
+    requireOrt();
+    // W of layers that keep no copy is read into one reused buffer: onnxruntime copies it.
+    const keeps = (s: LinearSpec) => s.stored === 'out-in' || up.nonfiniteAllowed;
+    const scratch = new Float32Array(Math.max(0, ...specs.filter((s) => !keeps(s)).map((s) => s.inDim * s.outDim)));
+    const linears: Linear[] = [];
+    try {
+      for (const s of specs) {
+        const keep = keeps(s);
+        const w = up.floats(s.weight, s.inDim * s.outDim, keep ? undefined : scratch);
+        const b = s.bias === undefined ? undefined : up.floats(s.bias, s.outDim);
+        linears.push(ortLinear(s.inDim, s.outDim, s.stored, w, b, keep, s.weight));
+      }
+      return { linears, arenas: 0, release: () => {} };
+    } catch (e) {
+      for (const l of linears) l.dispose();
+      throw e;
+    }
+  },
+};
+
+const bmmSessions = new Map<string, NativeSession>();
+
+/**
+ * alpha · a @ b (transB: @ bᵀ) for rank-4 float32 tensors with equal leading dims, in onnxruntime
+ * (attention's QKᵀ and pattern·V: tfjs' batched matmul on wasm is scalar code). tfjs' own matMul
+ * under a gradient tape, where the native product would be invisible. One session per
+ * (transB, alpha), kept for the process: they hold no weights.
+ */
+export function ortBatchMatMul(a: tfc.Tensor, b: tfc.Tensor, transB: boolean, alpha = 1): tfc.Tensor {
+  const [B0, B1, M, K] = a.shape as number[];
+  const N = transB ? b.shape[2]! : b.shape[3]!;
+  const plain = () => {
+    const c = tf.matMul(a as tfc.Tensor4D, b as tfc.Tensor4D, false, transB);
+    return alpha === 1 ? c : tf.mul(c, alpha);
+  };
+  if (tf.engine().state.gradientDepth > 0 || a.rank !== 4 || b.rank !== 4 || b.shape[0] !== B0 || b.shape[1] !== B1 || (transB ? b.shape[3] : b.shape[2]) !== K || a.dtype !== 'float32' || b.dtype !== 'float32' || a.size === 0 || b.size === 0) return plain();
+  const key = `${transB ? 1 : 0}:${alpha}`;
+  let session = bmmSessions.get(key);
+  if (!session) {
+    const g = batchMatMulGraph(transB, alpha);
+    session = new (requireOrt().Session)();
+    session.loadModel(g.buffer as ArrayBuffer, g.byteOffset, g.byteLength, sessionOptions([]));
+    bmmSessions.set(key, session);
+  }
+  const shape = [B0, B1, M, N];
+  const heap = wasmHeap();
+  const c = heap ? heapTensor(heap.makeOutput(shape, 'float32')) : undefined;
+  try {
+    const as = heap ? heap.typedArrayFromHeap(a) : (a.dataSync() as Float32Array);
+    const bs = heap ? heap.typedArrayFromHeap(b) : (b.dataSync() as Float32Array);
+    const cs = c ? heap!.typedArrayFromHeap(c) : new Float32Array(B0 * B1 * M * N);
+    const t = (dims: number[], data: Float32Array): OrtTensor => ({ type: 'float32', dims, data, location: 'cpu' });
+    session.run({ a: t([B0, B1, M, K], as), b: t(b.shape as number[], bs) }, { c: t(shape, cs) }, {});
+    return c ?? tf.tensor(cs, shape, 'float32');
+  } catch (e) {
+    c?.dispose();
+    throw e;
+  }
+}
