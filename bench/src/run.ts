@@ -4,6 +4,8 @@
  *   pnpm bench                       # gpt2 + gpt2-medium: wasm (sp kernel, all cores / 1 thread), wasm with XNNPACK, cpu; 5 repeats
  *   pnpm bench -- --models gpt2 --backends wasm --repeats 3
  *   pnpm bench -- --quick            # gpt2 only, 2 repeats, short runs (smoke test)
+ *   pnpm bench -- --peers-only --rounds 5   # only the peers section (sp engines vs transformers.js vs numpy; peers/peers.ts)
+ *   pnpm bench -- --atlas-only               # only the atlas throughput section (atlas.ts: sp scan neurons/hour)
  *
  * Every configuration runs in its own process; each figure is min/median/max over repeats. Prints a
  * Markdown table and writes JSON to bench/results/<timestamp>.json and bench/results/latest.json.
@@ -20,6 +22,8 @@ import { RESULT_TAG, type SuiteArgs, type SuiteResult } from './suite.js';
 import { ensureCheckpoint, presetConfig, type BenchPreset } from './weights.js';
 import { xlAnalysis, type XlAnalysis } from './xl.js';
 import { engineLabel } from './threads.js';
+import { ALL_PEERS, runPeers, writePeersReport, type PeerName, type PeersReport } from './peers/peers.js';
+import { atlasBench, type AtlasBenchReport } from './atlas.js';
 
 interface Options {
   models: BenchPreset[];
@@ -29,10 +33,16 @@ interface Options {
   /** Write the 6.4 GB random gpt2-xl checkpoint if missing and run it (see xl.ts). */
   xl: boolean;
   out?: string;
+  /** The peers section (peers/peers.ts): off with --no-peers, alone with --peers-only. */
+  peers: 'on' | 'off' | 'only';
+  peerList: PeerName[];
+  rounds: number;
+  /** The atlas throughput section (atlas.ts): off with --no-atlas, alone with --atlas-only. */
+  atlas: 'on' | 'off' | 'only';
 }
 
 function parseArgs(argv: string[]): Options {
-  const o: Options = { models: ['gpt2', 'gpt2-medium'], backends: ['wasm', 'wasm-1t', 'wasm-xnnpack', 'cpu'], repeats: 5, quick: false, xl: false };
+  const o: Options = { models: ['gpt2', 'gpt2-medium'], backends: ['wasm', 'wasm-1t', 'wasm-xnnpack', 'cpu'], repeats: 5, quick: false, xl: false, peers: 'on', peerList: [...ALL_PEERS], rounds: 5, atlas: 'on' };
   for (let i = 0; i < argv.length; i++) {
     const a = argv[i];
     const next = () => {
@@ -46,14 +56,25 @@ function parseArgs(argv: string[]): Options {
     else if (a === '--out') o.out = next();
     else if (a === '--quick') o.quick = true;
     else if (a === '--xl') o.xl = true;
+    else if (a === '--peers-only') o.peers = 'only';
+    else if (a === '--no-peers') o.peers = 'off';
+    else if (a === '--atlas-only') o.atlas = 'only';
+    else if (a === '--no-atlas') o.atlas = 'off';
+    else if (a === '--rounds') o.rounds = Math.max(1, Number(next()));
+    else if (a === '--peers') {
+      o.peerList = next().split(',') as PeerName[];
+      const bad = o.peerList.find((p) => !(ALL_PEERS as readonly string[]).includes(p));
+      if (bad) throw new Error(`unknown peer ${bad} (use ${ALL_PEERS.join(', ')})`);
+    }
     else if (a === '--') continue;
     else if (a === '--help' || a === '-h') {
-      process.stdout.write('usage: pnpm bench -- [--models gpt2,gpt2-medium] [--backends wasm,wasm-1t,wasm-xnnpack,wasm-xnnpack-2t,cpu,tensorflow] [--repeats N] [--quick] [--xl] [--out file.json]\n');
+      process.stdout.write('usage: pnpm bench -- [--models gpt2,gpt2-medium] [--backends wasm,wasm-1t,wasm-xnnpack,wasm-xnnpack-2t,cpu,tensorflow] [--repeats N] [--quick] [--xl] [--out file.json] [--peers-only | --no-peers] [--rounds N] [--peers sp-ort,sp-wasm,sp-tfjs,transformers.js,numpy] [--atlas-only | --no-atlas]\n');
       process.exit(0);
     } else throw new Error(`unknown option ${a}`);
   }
   if (o.quick) {
     o.repeats = Math.min(o.repeats, 2);
+    if (!argv.includes('--rounds')) o.rounds = 2;
     if (!argv.includes('--models')) o.models = ['gpt2'];
   }
   if (!argv.includes('--backends') && nativeInstalled()) o.backends.push('tensorflow');
@@ -181,6 +202,8 @@ export interface BenchReport {
   options: Options;
   models: ModelReport[];
   xl: XlAnalysis;
+  peers?: PeersReport;
+  atlas?: AtlasBenchReport;
 }
 
 function table(rep: BenchReport): string {
@@ -213,6 +236,19 @@ function table(rep: BenchReport): string {
 
 async function main(): Promise<void> {
   const o = parseArgs(process.argv.slice(2));
+  const command = `pnpm bench${process.argv.length > 2 ? ' -- ' + process.argv.slice(2).filter((a) => a !== '--').join(' ') : ''}`;
+  const atlas = () => atlasBench({ neurons: o.quick ? 64 : 256, probeNeurons: o.quick ? 8 : 32, corpusBytes: o.quick ? 50_000 : 1_000_000, log: say }, command);
+  if (o.atlas === 'only') {
+    process.stdout.write((await atlas()).table + '\n');
+    return;
+  }
+  const peers = () => runPeers({ peers: o.peerList, rounds: o.rounds, threads: os.cpus().length, log: say }, command);
+  if (o.peers === 'only') {
+    const rep = await peers();
+    process.stdout.write(rep.table + '\n');
+    say(`wrote ${path.relative(repoRoot, writePeersReport(rep))} and bench/results/peers-latest.json`);
+    return;
+  }
   say(`bench: models ${o.models.join(', ')}; backends ${o.backends.join(', ')}; ${o.repeats} repeats`);
   say('measuring memory bandwidth…');
   const facts = machineFacts(measureBandwidth(o.quick ? 3 : 5));
@@ -255,8 +291,11 @@ async function main(): Promise<void> {
   const nodeStartup = runNodeStartup(o.repeats);
   say('gpt2-xl: capacity analysis');
   const xl = xlAnalysis({ write: o.xl, log: say });
-  const report: BenchReport = { date: new Date().toISOString(), nodeStartup, machine: { ...facts, loadavgEnd: os.loadavg().map((x) => Math.round(x * 100) / 100) }, options: o, models, xl };
-  const md = table(report);
+  const peersRep = o.peers === 'on' ? await peers() : undefined;
+  if (peersRep) writePeersReport(peersRep);
+  const atlasRep = o.atlas === 'on' ? await atlas() : undefined;
+  const report: BenchReport = { date: new Date().toISOString(), nodeStartup, machine: { ...facts, loadavgEnd: os.loadavg().map((x) => Math.round(x * 100) / 100) }, options: o, models, xl, peers: peersRep, atlas: atlasRep };
+  const md = table(report) + (peersRep ? '\n\n' + peersRep.table : '') + (atlasRep ? '\n\n' + atlasRep.table : '');
   process.stdout.write(md + '\n');
   const dir = path.join(benchRoot, 'results');
   fs.mkdirSync(dir, { recursive: true });

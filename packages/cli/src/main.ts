@@ -1,6 +1,6 @@
 #!/usr/bin/env node
 /** `sp`: the command-line face of @sp/core. Errors are one line on stderr and a non-zero exit. */
-import { checkEnv, MAX_THREADS, parseThreads, SpError } from '@sp/core/light';
+import { checkEnv, MAX_THREADS, parseEngine, parseThreads, SpError } from '@sp/core/light';
 import { Command, CommanderError } from 'commander';
 import { createRequire } from 'node:module';
 import os from 'node:os';
@@ -30,6 +30,9 @@ const COMMANDS: Record<string, () => Promise<(program: Command) => void>> = {
   attention: async () => (await import('./commands/attention.js')).registerAttention,
   dla: async () => (await import('./commands/dla.js')).registerDla,
   attr: async () => (await import('./commands/attr.js')).registerAttr,
+  worker: async () => (await import('./commands/worker.js')).registerWorker,
+  scan: async () => (await import('./commands/scan.js')).registerScan,
+  atlas: async () => (await import('./commands/atlas.js')).registerAtlas,
 };
 
 const program = new Command('sp')
@@ -37,7 +40,8 @@ const program = new Command('sp')
   .option('-v, --verbose', 'more diagnostics on stderr (backend, timings, stack traces)')
   .option('--backend <name>', 'tfjs backend: wasm | cpu | tensorflow (default: $SP_BACKEND or the best installed)')
   .option('--allow-nonfinite', 'load checkpoints with NaN/Infinity weights (refused by default)')
-  .option('--threads <n>', `threads for sp's matrix kernel on wasm/cpu, 1..${MAX_THREADS} (default: $SP_THREADS or one per core, at most 8)`)
+  .option('--threads <n>', `threads for the matrix engine on wasm/cpu, 1..${MAX_THREADS} (default: $SP_THREADS or one per core, at most 8)`)
+  .option('--engine <name>', 'matrix engine on wasm/cpu: ort (onnxruntime-node) | wasm (sp\'s SIMD kernel) | tfjs (default: $SP_ENGINE, else ort when installed)')
   .version(version, '-V, --version', 'print the version')
   // One line on stderr for usage errors too: the hint goes on the error's own line.
   .configureOutput({ outputError: (str, write) => write(`${str.trimEnd()} (run with --help for usage)\n`) })
@@ -48,6 +52,8 @@ const program = new Command('sp')
 program.hook('preAction', () => {
   const t = program.opts().threads as string | undefined;
   if (t !== undefined) process.env.SP_THREADS = String(parseThreads('--threads', t));
+  const e = program.opts().engine as string | undefined;
+  if (e !== undefined) process.env.SP_ENGINE = parseEngine('--engine', e);
   checkEnv();
   const n = Number(process.env.SP_THREADS);
   const cores = os.cpus().length;

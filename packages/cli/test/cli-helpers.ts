@@ -19,8 +19,8 @@ function newest(dir: string): number {
 
 /** Build @sp/core, @sp/report and @sp/cli when any dist is missing or older than the sources (CI builds first anyway). */
 export function ensureBuilt(): void {
-  const pkgs = ['core', 'report', 'cli'];
-  const outputs = [path.join(ROOT, 'packages/core/dist/index.js'), path.join(ROOT, 'packages/report/dist/index.js'), MAIN];
+  const pkgs = ['core', 'report', 'atlas', 'cli'];
+  const outputs = [path.join(ROOT, 'packages/core/dist/index.js'), path.join(ROOT, 'packages/report/dist/index.js'), path.join(ROOT, 'packages/atlas/dist/index.js'), MAIN];
   const built = Math.min(...outputs.map((p) => (fs.existsSync(p) ? fs.statSync(p).mtimeMs : 0)));
   const sources = Math.max(...pkgs.map((p) => newest(path.join(ROOT, `packages/${p}/src`))));
   if (built >= sources) return;

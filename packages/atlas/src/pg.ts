@@ -1,0 +1,284 @@
+/**
+ * The PostgreSQL store (node-postgres): the SQLite store's schema (schema.ts) and keys, every query
+ * parameterised, each unit one transaction of INSERT … ON CONFLICT DO NOTHING on the primary keys,
+ * so a unit written twice (a re-handed job, a second worker) leaves the same rows.
+ */
+import pg from 'pg';
+import { SpError } from '@sp/core';
+import { PROJECTION_LISTS, SCHEMA_DDL, SCHEMA_VERSION } from './schema.js';
+import { redact, redactText } from './redact.js';
+import type {
+  AtlasStore, CorpusExample, CorpusPassKey, NeuronKind, NeuronRecord, ScanInfo, ScanKey, ScanSettings, SearchHit, SearchQuery, Unit,
+} from './types.js';
+
+type Row = Record<string, unknown>;
+const j = (x: unknown) => JSON.stringify(x);
+const now = () => new Date().toISOString();
+
+export interface PgOpenOptions {
+  /** Pool size (default 4). */
+  max?: number;
+  /** Where the pool reports errors of idle connections (PostgreSQL restarted); default: ignored (the next query reconnects). */
+  onError?: (message: string) => void;
+}
+
+/** Errors that mean "PostgreSQL is not reachable right now" (worth retrying), not "this query is wrong". */
+export function isConnectionError(e: unknown): boolean {
+  const err = e as { code?: string; message?: string };
+  const code = String(err?.code ?? '');
+  if (['ECONNREFUSED', 'ECONNRESET', 'ETIMEDOUT', 'EPIPE', 'ENOTFOUND', 'EAI_AGAIN', 'EHOSTUNREACH'].includes(code)) return true;
+  // 08: connection exception; 57P01-03: admin shutdown / crash shutdown / cannot connect now; 53300: too many connections.
+  if (/^08/.test(code) || ['57P01', '57P02', '57P03', '53300'].includes(code)) return true;
+  return /Connection terminated|connection timeout|Client has encountered a connection error|not queryable/i.test(String(err?.message ?? ''));
+}
+
+/** Postgres ↔ the store's SQL: `?` placeholders become $1, $2, … (the SQL text is ours; values are always parameters). */
+/**
+ * PostgreSQL TEXT cannot hold NUL, and GPT-2 has a token for byte 0: in projection_tokens.token a NUL
+ * is stored as U+FFFF (a noncharacter no token contains) and turned back on reading. The JSON
+ * columns need nothing: JSON escapes NUL.
+ */
+const NUL_IN_PG = '\uffff';
+const toPg = (t: string) => t.replace(/\0/g, NUL_IN_PG);
+const fromPg = (t: string) => t.replace(/\uffff/g, '\0');
+
+function numbered(sql: string): string {
+  let i = 0;
+  return sql.replace(/\?/g, () => `$${++i}`);
+}
+
+export class PgStore implements AtlasStore {
+  /** @internal */
+  private constructor(readonly url: string, private readonly pool: pg.Pool) {}
+
+  /** The URL with its password masked (for logs). */
+  get label(): string {
+    return redact(this.url);
+  }
+
+  static async open(url: string, opts: PgOpenOptions = {}): Promise<PgStore> {
+    const pool = new pg.Pool({ connectionString: url, max: opts.max ?? 4, connectionTimeoutMillis: 10_000 });
+    // An idle client losing its server emits 'error' on the pool; unhandled, that would kill the process.
+    pool.on('error', (e) => opts.onError?.(redactText(e.message)));
+    const store = new PgStore(url, pool);
+    try {
+      await store.migrate();
+    } catch (e) {
+      await pool.end().catch(() => {});
+      if (SpError.is(e)) throw e;
+      throw new SpError(isConnectionError(e) ? 'NOT_FOUND' : 'BAD_FILE', `cannot open the PostgreSQL store ${redact(url)}: ${redactText(String((e as Error).message).split('\n')[0])}`);
+    }
+    return store;
+  }
+
+  private async tx<T>(fn: (c: pg.PoolClient) => Promise<T>): Promise<T> {
+    const c = await this.pool.connect();
+    // A checked-out client reports a lost server as an 'error' event; the failing query rejects too, so the event is only swallowed here.
+    const onError = () => {};
+    c.on('error', onError);
+    let broken: Error | undefined;
+    try {
+      await c.query('BEGIN');
+      const r = await fn(c);
+      await c.query('COMMIT');
+      return r;
+    } catch (e) {
+      if (isConnectionError(e)) broken = e as Error;
+      else await c.query('ROLLBACK').catch(() => {});
+      throw e;
+    } finally {
+      c.off('error', onError);
+      // A broken connection is destroyed, not returned to the pool.
+      c.release(broken);
+    }
+  }
+
+  private async q(sql: string, params: unknown[] = []): Promise<Row[]> {
+    return (await this.pool.query(numbered(sql), params)).rows as Row[];
+  }
+
+  private async migrate(): Promise<void> {
+    await this.tx(async (c) => {
+      // Several workers start at once: CREATE TABLE IF NOT EXISTS races in PostgreSQL, so take a lock first.
+      await c.query('SELECT pg_advisory_xact_lock(hashtext($1))', ['sp-atlas-schema']);
+      for (const ddl of SCHEMA_DDL) await c.query(ddl);
+      const v = (await c.query('SELECT value FROM atlas_meta WHERE key = $1', ['schema_version'])).rows[0];
+      if (!v) await c.query('INSERT INTO atlas_meta (key, value) VALUES ($1, $2)', ['schema_version', String(SCHEMA_VERSION)]);
+      else if (Number(v.value) !== SCHEMA_VERSION) throw new SpError('UNSUPPORTED', `${redact(this.url)} has atlas schema version ${String(v.value)}; this sp reads version ${SCHEMA_VERSION}`);
+    });
+  }
+
+  async openScan(info: Omit<ScanInfo, 'unitsDone' | 'neuronsDone' | 'createdAt'>): Promise<ScanInfo> {
+    await this.q(`INSERT INTO scans (model_digest, settings_digest, model, settings_json, layers_json, neuron_start, neuron_end, units_total, created_at)
+      VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (model_digest, settings_digest) DO NOTHING`,
+    [info.modelDigest, info.settingsDigest, info.model, j(info.settings), j(info.layers), info.neurons.start, info.neurons.end, info.unitsTotal, now()]);
+    return (await this.scans()).find((s) => s.modelDigest === info.modelDigest && s.settingsDigest === info.settingsDigest)!;
+  }
+
+  async doneUnits(key: ScanKey): Promise<Unit[]> {
+    return (await this.q('SELECT layer, start, "end" FROM units WHERE model_digest = ? AND settings_digest = ? ORDER BY layer, start, "end"', [key.modelDigest, key.settingsDigest]))
+      .map((r) => ({ layer: Number(r.layer), start: Number(r.start), end: Number(r.end) }));
+  }
+
+  async writeUnit(key: ScanKey, unit: Unit, records: NeuronRecord[]): Promise<void> {
+    // Column arrays through unnest(): one statement per table, still fully parameterised.
+    const n: unknown[][] = Array.from({ length: 10 }, () => []);
+    const t: unknown[][] = Array.from({ length: 10 }, () => []);
+    for (const r of records) {
+      [key.modelDigest, r.kind, r.layer, r.index, key.settingsDigest, j(r.projection), j(r.samples), j(r.examples), r.scores.example_projection_overlap, r.scores.probe_projection_overlap]
+        .forEach((v, i) => n[i].push(v));
+      for (const list of PROJECTION_LISTS) {
+        r.projection[list].forEach((p, rank) => {
+          [key.modelDigest, key.settingsDigest, r.kind, r.layer, r.index, list, rank, p.id, toPg(p.token), p.score].forEach((v, i) => t[i].push(v));
+        });
+      }
+    }
+    await this.tx(async (c) => {
+      await c.query(`INSERT INTO neurons (model_digest, kind, layer, idx, settings_digest, projection_json, samples_json, examples_json, example_projection_overlap, probe_projection_overlap)
+        SELECT * FROM unnest($1::text[], $2::text[], $3::int[], $4::int[], $5::text[], $6::text[], $7::text[], $8::text[], $9::float8[], $10::float8[])
+        ON CONFLICT (model_digest, kind, layer, idx, settings_digest) DO NOTHING`, n);
+      await c.query(`INSERT INTO projection_tokens (model_digest, settings_digest, kind, layer, idx, list, rank, token_id, token, score)
+        SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::int[], $5::int[], $6::text[], $7::int[], $8::int[], $9::text[], $10::float8[])
+        ON CONFLICT (model_digest, settings_digest, kind, layer, idx, list, rank) DO NOTHING`, t);
+      await c.query(`INSERT INTO units (model_digest, settings_digest, layer, start, "end", done_at) VALUES ($1, $2, $3, $4, $5, $6)
+        ON CONFLICT (model_digest, settings_digest, layer, start, "end") DO NOTHING`, [key.modelDigest, key.settingsDigest, unit.layer, unit.start, unit.end, now()]);
+    });
+  }
+
+  async corpusExamples(key: CorpusPassKey, layer: number): Promise<CorpusExample[][] | null> {
+    const r = (await this.q('SELECT examples_json FROM corpus_examples WHERE model_digest = ? AND corpus_digest = ? AND pass_digest = ? AND layer = ?',
+      [key.modelDigest, key.corpusDigest, key.passDigest, layer]))[0];
+    return r ? (JSON.parse(String(r.examples_json)) as CorpusExample[][]) : null;
+  }
+
+  async writeCorpusExamples(key: CorpusPassKey, layer: number, perNeuron: CorpusExample[][]): Promise<void> {
+    await this.q(`INSERT INTO corpus_examples (model_digest, corpus_digest, pass_digest, layer, examples_json) VALUES (?, ?, ?, ?, ?)
+      ON CONFLICT (model_digest, corpus_digest, pass_digest, layer) DO NOTHING`, [key.modelDigest, key.corpusDigest, key.passDigest, layer, j(perNeuron)]);
+  }
+
+  async scans(): Promise<ScanInfo[]> {
+    const rows = await this.q(`SELECT s.*,
+        (SELECT COUNT(*) FROM units u WHERE u.model_digest = s.model_digest AND u.settings_digest = s.settings_digest) AS units_done,
+        (SELECT COUNT(*) FROM neurons n WHERE n.model_digest = s.model_digest AND n.settings_digest = s.settings_digest) AS neurons_done
+      FROM scans s ORDER BY s.created_at, s.model_digest, s.settings_digest`);
+    return rows.map((r) => ({
+      modelDigest: String(r.model_digest),
+      settingsDigest: String(r.settings_digest),
+      model: String(r.model),
+      settings: JSON.parse(String(r.settings_json)) as ScanSettings,
+      layers: JSON.parse(String(r.layers_json)) as number[],
+      neurons: { start: Number(r.neuron_start), end: Number(r.neuron_end) },
+      unitsTotal: Number(r.units_total),
+      unitsDone: Number(r.units_done),
+      neuronsDone: Number(r.neurons_done),
+      createdAt: String(r.created_at),
+    }));
+  }
+
+  async neuron(layer: number, index: number, opts: { kind?: NeuronKind } & Partial<ScanKey> = {}): Promise<NeuronRecord | null> {
+    const { where, params } = keyWhere('n', opts);
+    const r = (await this.q(`SELECT n.* FROM neurons n LEFT JOIN scans s ON s.model_digest = n.model_digest AND s.settings_digest = n.settings_digest
+      WHERE n.layer = ? AND n.idx = ?${where} ORDER BY s.created_at DESC, n.settings_digest DESC LIMIT 1`, [layer, index, ...params]))[0];
+    return r ? rowToRecord(r) : null;
+  }
+
+  async search(q: SearchQuery & Partial<ScanKey>): Promise<{ total: number; hits: SearchHit[] }> {
+    const { where, params } = keyWhere('n', q);
+    const conds: string[] = [];
+    const p: unknown[] = [...params];
+    if (q.layer !== undefined) { conds.push('n.layer = ?'); p.push(q.layer); }
+    if (q.kind !== undefined && !where.includes('n.kind')) { conds.push('n.kind = ?'); p.push(q.kind); }
+    if (q.minExampleOverlap !== undefined) { conds.push('n.example_projection_overlap >= ?'); p.push(q.minExampleOverlap); }
+    if (q.minProbeOverlap !== undefined) { conds.push('n.probe_projection_overlap >= ?'); p.push(q.minProbeOverlap); }
+    if (q.text !== undefined && q.text !== '') {
+      const like = `%${toPg(q.text).toLowerCase().replace(/[\\%_]/g, (c) => `\\${c}`)}%`;
+      conds.push(`(EXISTS (SELECT 1 FROM projection_tokens x WHERE x.model_digest = n.model_digest AND x.settings_digest = n.settings_digest AND x.kind = n.kind
+        AND x.layer = n.layer AND x.idx = n.idx AND x.list = 'top' AND LOWER(x.token) LIKE ? ESCAPE '\\') OR LOWER(n.samples_json) LIKE ? ESCAPE '\\')`);
+      p.push(like, like);
+    }
+    const extra = conds.map((c) => ` AND ${c}`).join('');
+    let from: string, rankCols: string, order: string;
+    const tokenParams: unknown[] = [];
+    if (q.token !== undefined) {
+      from = `projection_tokens t JOIN neurons n ON n.model_digest = t.model_digest AND n.settings_digest = t.settings_digest AND n.kind = t.kind AND n.layer = t.layer AND n.idx = t.idx`;
+      rankCols = 't.rank AS hit_rank, t.score AS hit_score';
+      tokenParams.push(toPg(q.token));
+      order = 't.rank ASC, t.score DESC, n.layer, n.idx, n.kind, n.settings_digest';
+    } else {
+      from = 'neurons n';
+      rankCols = 'NULL::int AS hit_rank, NULL::float8 AS hit_score';
+      order = 'n.layer, n.idx, n.kind, n.settings_digest';
+    }
+    if (q.sort === 'layer') order = 'n.layer, n.idx, n.kind, n.settings_digest';
+    else if (q.sort === 'example_projection_overlap' || q.sort === 'probe_projection_overlap') order = `n.${q.sort} IS NULL, n.${q.sort} DESC, ${order}`;
+    const whereSql = `WHERE 1 = 1${q.token !== undefined ? " AND t.token = ? AND t.list = 'top'" : ''}${where}${extra}`;
+    const allParams = [...tokenParams, ...p];
+    const total = Number((await this.q(`SELECT COUNT(*) AS c FROM ${from} ${whereSql}`, allParams))[0].c);
+    const limit = q.limit ?? 50, offset = q.offset ?? 0;
+    const rows = await this.q(`SELECT n.model_digest, n.settings_digest, n.kind, n.layer, n.idx, n.example_projection_overlap, n.probe_projection_overlap, n.projection_json, ${rankCols}
+      FROM ${from} ${whereSql} ORDER BY ${order} LIMIT ? OFFSET ?`, [...allParams, limit, offset]);
+    const hits: SearchHit[] = [];
+    for (const r of rows) {
+      // From the neuron's JSON (exact for every token string; TEXT over UTF-8 is not for unpaired surrogates).
+      const top = (JSON.parse(String(r.projection_json)) as { top: Array<{ token: string }> }).top.slice(0, 8);
+      hits.push({
+        layer: Number(r.layer),
+        index: Number(r.idx),
+        kind: String(r.kind) as NeuronKind,
+        rank: r.hit_rank === null || r.hit_rank === undefined ? null : Number(r.hit_rank),
+        score: r.hit_score === null || r.hit_score === undefined ? null : Number(r.hit_score),
+        scores: { example_projection_overlap: numOrNull(r.example_projection_overlap), probe_projection_overlap: numOrNull(r.probe_projection_overlap) },
+        top: top.map((x) => x.token),
+      });
+    }
+    return { total, hits };
+  }
+
+  async *allNeurons(key: Partial<ScanKey> = {}): AsyncIterable<NeuronRecord> {
+    const { where, params } = keyWhere('n', key);
+    // Keyset pages (COLLATE "C": the same byte order as SQLite's), so a whole scan never sits in memory.
+    let after: unknown[] = [-1, -1, '', '', ''];
+    for (;;) {
+      const rows = await this.q(`SELECT n.* FROM neurons n WHERE (n.layer, n.idx, n.kind COLLATE "C", n.settings_digest COLLATE "C", n.model_digest COLLATE "C") > (?, ?, ?, ?, ?)${where}
+        ORDER BY n.layer, n.idx, n.kind COLLATE "C", n.settings_digest COLLATE "C", n.model_digest COLLATE "C" LIMIT 256`, [...after, ...params]);
+      for (const r of rows) yield rowToRecord(r);
+      if (rows.length < 256) return;
+      const last = rows[rows.length - 1];
+      after = [last.layer, last.idx, last.kind, last.settings_digest, last.model_digest];
+    }
+  }
+
+  /** When the scan's units were written (ISO times, oldest first): the status command's pace. */
+  async unitTimes(key: ScanKey): Promise<string[]> {
+    return (await this.q('SELECT done_at FROM units WHERE model_digest = ? AND settings_digest = ? ORDER BY done_at', [key.modelDigest, key.settingsDigest])).map((r) => String(r.done_at));
+  }
+
+  async close(): Promise<void> {
+    await this.pool.end();
+  }
+}
+
+function keyWhere(alias: string, k: { kind?: NeuronKind } & Partial<ScanKey>): { where: string; params: unknown[] } {
+  let where = '';
+  const params: unknown[] = [];
+  if (k.modelDigest !== undefined) { where += ` AND ${alias}.model_digest = ?`; params.push(k.modelDigest); }
+  if (k.settingsDigest !== undefined) { where += ` AND ${alias}.settings_digest = ?`; params.push(k.settingsDigest); }
+  if (k.kind !== undefined) { where += ` AND ${alias}.kind = ?`; params.push(k.kind); }
+  return { where, params };
+}
+
+function numOrNull(v: unknown): number | null {
+  return v === null || v === undefined ? null : Number(v);
+}
+
+function rowToRecord(r: Row): NeuronRecord {
+  return {
+    layer: Number(r.layer),
+    index: Number(r.idx),
+    kind: String(r.kind) as NeuronKind,
+    projection: JSON.parse(String(r.projection_json)),
+    samples: JSON.parse(String(r.samples_json)),
+    examples: JSON.parse(String(r.examples_json)),
+    scores: { example_projection_overlap: numOrNull(r.example_projection_overlap), probe_projection_overlap: numOrNull(r.probe_projection_overlap) },
+  };
+}
