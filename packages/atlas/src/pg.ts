@@ -5,13 +5,13 @@
  */
 import pg from 'pg';
 import { SpError } from '@sp/core';
-import { PROJECTION_LISTS, SCHEMA_DDL, SCHEMA_VERSION } from './schema.js';
+import { PROJECTION_LISTS, SCHEMA_DDL, SCHEMA_VERSION, tokenColumn } from './schema.js';
+import { keyWhere, rowToHit, rowToRecord, searchSql, type Row } from './sql.js';
 import { redact, redactText } from './redact.js';
 import type {
   AtlasStore, CorpusExample, CorpusPassKey, NeuronKind, NeuronRecord, ScanInfo, ScanKey, ScanSettings, SearchHit, SearchQuery, Unit,
 } from './types.js';
 
-type Row = Record<string, unknown>;
 const j = (x: unknown) => JSON.stringify(x);
 const now = () => new Date().toISOString();
 
@@ -33,15 +33,6 @@ export function isConnectionError(e: unknown): boolean {
 }
 
 /** Postgres ↔ the store's SQL: `?` placeholders become $1, $2, … (the SQL text is ours; values are always parameters). */
-/**
- * PostgreSQL TEXT cannot hold NUL, and GPT-2 has a token for byte 0: in projection_tokens.token a NUL
- * is stored as U+FFFF (a noncharacter no token contains) and turned back on reading. The JSON
- * columns need nothing: JSON escapes NUL.
- */
-const NUL_IN_PG = '\uffff';
-const toPg = (t: string) => t.replace(/\0/g, NUL_IN_PG);
-const fromPg = (t: string) => t.replace(/\uffff/g, '\0');
-
 function numbered(sql: string): string {
   let i = 0;
   return sql.replace(/\?/g, () => `$${++i}`);
@@ -129,7 +120,7 @@ export class PgStore implements AtlasStore {
         .forEach((v, i) => n[i].push(v));
       for (const list of PROJECTION_LISTS) {
         r.projection[list].forEach((p, rank) => {
-          [key.modelDigest, key.settingsDigest, r.kind, r.layer, r.index, list, rank, p.id, toPg(p.token), p.score].forEach((v, i) => t[i].push(v));
+          [key.modelDigest, key.settingsDigest, r.kind, r.layer, r.index, list, rank, p.id, tokenColumn(p.token), p.score].forEach((v, i) => t[i].push(v));
         });
       }
     }
@@ -183,55 +174,9 @@ export class PgStore implements AtlasStore {
   }
 
   async search(q: SearchQuery & Partial<ScanKey>): Promise<{ total: number; hits: SearchHit[] }> {
-    const { where, params } = keyWhere('n', q);
-    const conds: string[] = [];
-    const p: unknown[] = [...params];
-    if (q.layer !== undefined) { conds.push('n.layer = ?'); p.push(q.layer); }
-    if (q.kind !== undefined && !where.includes('n.kind')) { conds.push('n.kind = ?'); p.push(q.kind); }
-    if (q.minExampleOverlap !== undefined) { conds.push('n.example_projection_overlap >= ?'); p.push(q.minExampleOverlap); }
-    if (q.minProbeOverlap !== undefined) { conds.push('n.probe_projection_overlap >= ?'); p.push(q.minProbeOverlap); }
-    if (q.text !== undefined && q.text !== '') {
-      const like = `%${toPg(q.text).toLowerCase().replace(/[\\%_]/g, (c) => `\\${c}`)}%`;
-      conds.push(`(EXISTS (SELECT 1 FROM projection_tokens x WHERE x.model_digest = n.model_digest AND x.settings_digest = n.settings_digest AND x.kind = n.kind
-        AND x.layer = n.layer AND x.idx = n.idx AND x.list = 'top' AND LOWER(x.token) LIKE ? ESCAPE '\\') OR LOWER(n.samples_json) LIKE ? ESCAPE '\\')`);
-      p.push(like, like);
-    }
-    const extra = conds.map((c) => ` AND ${c}`).join('');
-    let from: string, rankCols: string, order: string;
-    const tokenParams: unknown[] = [];
-    if (q.token !== undefined) {
-      from = `projection_tokens t JOIN neurons n ON n.model_digest = t.model_digest AND n.settings_digest = t.settings_digest AND n.kind = t.kind AND n.layer = t.layer AND n.idx = t.idx`;
-      rankCols = 't.rank AS hit_rank, t.score AS hit_score';
-      tokenParams.push(toPg(q.token));
-      order = 't.rank ASC, t.score DESC, n.layer, n.idx, n.kind, n.settings_digest';
-    } else {
-      from = 'neurons n';
-      rankCols = 'NULL::int AS hit_rank, NULL::float8 AS hit_score';
-      order = 'n.layer, n.idx, n.kind, n.settings_digest';
-    }
-    if (q.sort === 'layer') order = 'n.layer, n.idx, n.kind, n.settings_digest';
-    else if (q.sort === 'example_projection_overlap' || q.sort === 'probe_projection_overlap') order = `n.${q.sort} IS NULL, n.${q.sort} DESC, ${order}`;
-    const whereSql = `WHERE 1 = 1${q.token !== undefined ? " AND t.token = ? AND t.list = 'top'" : ''}${where}${extra}`;
-    const allParams = [...tokenParams, ...p];
-    const total = Number((await this.q(`SELECT COUNT(*) AS c FROM ${from} ${whereSql}`, allParams))[0].c);
-    const limit = q.limit ?? 50, offset = q.offset ?? 0;
-    const rows = await this.q(`SELECT n.model_digest, n.settings_digest, n.kind, n.layer, n.idx, n.example_projection_overlap, n.probe_projection_overlap, n.projection_json, ${rankCols}
-      FROM ${from} ${whereSql} ORDER BY ${order} LIMIT ? OFFSET ?`, [...allParams, limit, offset]);
-    const hits: SearchHit[] = [];
-    for (const r of rows) {
-      // From the neuron's JSON (exact for every token string; TEXT over UTF-8 is not for unpaired surrogates).
-      const top = (JSON.parse(String(r.projection_json)) as { top: Array<{ token: string }> }).top.slice(0, 8);
-      hits.push({
-        layer: Number(r.layer),
-        index: Number(r.idx),
-        kind: String(r.kind) as NeuronKind,
-        rank: r.hit_rank === null || r.hit_rank === undefined ? null : Number(r.hit_rank),
-        score: r.hit_score === null || r.hit_score === undefined ? null : Number(r.hit_score),
-        scores: { example_projection_overlap: numOrNull(r.example_projection_overlap), probe_projection_overlap: numOrNull(r.probe_projection_overlap) },
-        top: top.map((x) => x.token),
-      });
-    }
-    return { total, hits };
+    const s = searchSql(q);
+    const total = Number((await this.q(s.count, s.params))[0].c);
+    return { total, hits: (await this.q(s.page, [...s.params, ...s.pageParams])).map(rowToHit) };
   }
 
   async *allNeurons(key: Partial<ScanKey> = {}): AsyncIterable<NeuronRecord> {
@@ -258,27 +203,5 @@ export class PgStore implements AtlasStore {
   }
 }
 
-function keyWhere(alias: string, k: { kind?: NeuronKind } & Partial<ScanKey>): { where: string; params: unknown[] } {
-  let where = '';
-  const params: unknown[] = [];
-  if (k.modelDigest !== undefined) { where += ` AND ${alias}.model_digest = ?`; params.push(k.modelDigest); }
-  if (k.settingsDigest !== undefined) { where += ` AND ${alias}.settings_digest = ?`; params.push(k.settingsDigest); }
-  if (k.kind !== undefined) { where += ` AND ${alias}.kind = ?`; params.push(k.kind); }
-  return { where, params };
-}
 
-function numOrNull(v: unknown): number | null {
-  return v === null || v === undefined ? null : Number(v);
-}
 
-function rowToRecord(r: Row): NeuronRecord {
-  return {
-    layer: Number(r.layer),
-    index: Number(r.idx),
-    kind: String(r.kind) as NeuronKind,
-    projection: JSON.parse(String(r.projection_json)),
-    samples: JSON.parse(String(r.samples_json)),
-    examples: JSON.parse(String(r.examples_json)),
-    scores: { example_projection_overlap: numOrNull(r.example_projection_overlap), probe_projection_overlap: numOrNull(r.probe_projection_overlap) },
-  };
-}

@@ -13,6 +13,20 @@ export const TABLES = ['atlas_meta', 'scans', 'units', 'neurons', 'projection_to
 export const PROJECTION_LISTS = ['top', 'bottom', 'top_normalized', 'bottom_normalized'] as const;
 export type ProjectionList = (typeof PROJECTION_LISTS)[number];
 
+/**
+ * projection_tokens.token as stored: the token's JSON string literal. A token can be a lone byte
+ * (U+DC00+byte, a lone surrogate) or NUL, which neither SQLite's UTF-8 TEXT nor PostgreSQL TEXT can
+ * hold; JSON escapes both, so the column is exact, equality search works and both stores agree.
+ */
+export function tokenColumn(token: string): string {
+  return JSON.stringify(token);
+}
+
+/** A LIKE pattern (ESCAPE '\\') for a free-text search over tokenColumn values and the JSON columns, lower-cased. */
+export function likePattern(text: string): string {
+  return `%${JSON.stringify(text.toLowerCase()).slice(1, -1).replace(/[\\%_]/g, (c) => `\\${c}`)}%`;
+}
+
 export const SCHEMA_DDL: readonly string[] = [
   `CREATE TABLE IF NOT EXISTS atlas_meta (
     key TEXT PRIMARY KEY,

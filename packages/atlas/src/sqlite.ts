@@ -8,12 +8,12 @@ import fs from 'node:fs';
 import { createRequire } from 'node:module';
 import path from 'node:path';
 import { SpError } from '@sp/core';
-import { PROJECTION_LISTS, SCHEMA_DDL, SCHEMA_VERSION } from './schema.js';
+import { PROJECTION_LISTS, SCHEMA_DDL, SCHEMA_VERSION, tokenColumn } from './schema.js';
+import { keyWhere, rowToHit, rowToRecord, searchSql, type Row } from './sql.js';
 import type {
   AtlasStore, CorpusExample, CorpusPassKey, NeuronKind, NeuronRecord, ScanInfo, ScanKey, ScanSettings, SearchHit, SearchQuery, Unit,
 } from './types.js';
 
-type Row = Record<string, unknown>;
 
 /** The few calls both drivers share (their statement objects have the same run/get/all). */
 export interface SqlStatement {
@@ -161,7 +161,7 @@ export class SqliteStore implements AtlasStore {
       for (const r of records) {
         n.run(key.modelDigest, r.kind, r.layer, r.index, key.settingsDigest, j(r.projection), j(r.samples), j(r.examples), r.scores.example_projection_overlap, r.scores.probe_projection_overlap);
         for (const list of PROJECTION_LISTS) {
-          r.projection[list].forEach((p, rank) => t.run(key.modelDigest, key.settingsDigest, r.kind, r.layer, r.index, list, rank, p.id, p.token, p.score));
+          r.projection[list].forEach((p, rank) => t.run(key.modelDigest, key.settingsDigest, r.kind, r.layer, r.index, list, rank, p.id, tokenColumn(p.token), p.score));
         }
       }
       u.run(key.modelDigest, key.settingsDigest, unit.layer, unit.start, unit.end, now());
@@ -209,53 +209,9 @@ export class SqliteStore implements AtlasStore {
   }
 
   async search(q: SearchQuery & Partial<ScanKey>): Promise<{ total: number; hits: SearchHit[] }> {
-    const { where, params } = keyWhere('n', q);
-    const conds: string[] = [];
-    const p: unknown[] = [...params];
-    if (q.layer !== undefined) { conds.push('n.layer = ?'); p.push(q.layer); }
-    if (q.minExampleOverlap !== undefined) { conds.push('n.example_projection_overlap >= ?'); p.push(q.minExampleOverlap); }
-    if (q.minProbeOverlap !== undefined) { conds.push('n.probe_projection_overlap >= ?'); p.push(q.minProbeOverlap); }
-    if (q.text !== undefined && q.text !== '') {
-      const like = `%${q.text.toLowerCase().replace(/[\\%_]/g, (c) => `\\${c}`)}%`;
-      conds.push(`(EXISTS (SELECT 1 FROM projection_tokens x WHERE x.model_digest = n.model_digest AND x.settings_digest = n.settings_digest AND x.kind = n.kind
-        AND x.layer = n.layer AND x.idx = n.idx AND x.list = 'top' AND LOWER(x.token) LIKE ? ESCAPE '\\') OR LOWER(n.samples_json) LIKE ? ESCAPE '\\')`);
-      p.push(like, like);
-    }
-    const extra = conds.map((c) => ` AND ${c}`).join('');
-    let from: string, rankCols: string, order: string;
-    const tokenParams: unknown[] = [];
-    if (q.token !== undefined) {
-      // A token search ranks by where the token sits in the neuron's top list (0 = best), then by its score.
-      from = `projection_tokens t JOIN neurons n ON n.model_digest = t.model_digest AND n.settings_digest = t.settings_digest AND n.kind = t.kind AND n.layer = t.layer AND n.idx = t.idx`;
-      rankCols = 't.rank AS hit_rank, t.score AS hit_score';
-      tokenParams.push(q.token);
-      order = 't.rank ASC, t.score DESC, n.layer, n.idx, n.kind, n.settings_digest';
-    } else {
-      from = 'neurons n';
-      rankCols = 'NULL AS hit_rank, NULL AS hit_score';
-      order = 'n.layer, n.idx, n.kind, n.settings_digest';
-    }
-    if (q.sort === 'layer') order = 'n.layer, n.idx, n.kind, n.settings_digest';
-    else if (q.sort === 'example_projection_overlap' || q.sort === 'probe_projection_overlap') {
-      order = `n.${q.sort} IS NULL, n.${q.sort} DESC, ${order}`;
-    }
-    const whereSql = `WHERE 1 = 1${q.token !== undefined ? " AND t.token = ? AND t.list = 'top'" : ''}${where}${extra}`;
-    const allParams = [...tokenParams, ...p];
-    const total = Number(this.db.prepare(`SELECT COUNT(*) AS c FROM ${from} ${whereSql}`).get(...allParams)!.c);
-    const limit = q.limit ?? 50, offset = q.offset ?? 0;
-    const rows = this.db.prepare(`SELECT n.model_digest, n.settings_digest, n.kind, n.layer, n.idx, n.example_projection_overlap, n.probe_projection_overlap, ${rankCols}
-      FROM ${from} ${whereSql} ORDER BY ${order} LIMIT ? OFFSET ?`).all(...allParams, limit, offset);
-    const topStmt = this.db.prepare(`SELECT token FROM projection_tokens WHERE model_digest = ? AND settings_digest = ? AND kind = ? AND layer = ? AND idx = ? AND list = 'top' AND rank < 8 ORDER BY rank`);
-    const hits = rows.map((r): SearchHit => ({
-      layer: Number(r.layer),
-      index: Number(r.idx),
-      kind: String(r.kind) as NeuronKind,
-      rank: r.hit_rank === null || r.hit_rank === undefined ? null : Number(r.hit_rank),
-      score: r.hit_score === null || r.hit_score === undefined ? null : Number(r.hit_score),
-      scores: { example_projection_overlap: numOrNull(r.example_projection_overlap), probe_projection_overlap: numOrNull(r.probe_projection_overlap) },
-      top: topStmt.all(r.model_digest, r.settings_digest, r.kind, r.layer, r.idx).map((t) => String(t.token)),
-    }));
-    return { total, hits };
+    const s = searchSql(q);
+    const total = Number(this.db.prepare(s.count).get(...s.params)!.c);
+    return { total, hits: this.db.prepare(s.page).all(...s.params, ...s.pageParams).map(rowToHit) };
   }
 
   async *allNeurons(key: Partial<ScanKey> = {}): AsyncIterable<NeuronRecord> {
@@ -278,27 +234,5 @@ export class SqliteStore implements AtlasStore {
   }
 }
 
-function keyWhere(alias: string, k: { kind?: NeuronKind } & Partial<ScanKey>): { where: string; params: unknown[] } {
-  let where = '';
-  const params: unknown[] = [];
-  if (k.modelDigest !== undefined) { where += ` AND ${alias}.model_digest = ?`; params.push(k.modelDigest); }
-  if (k.settingsDigest !== undefined) { where += ` AND ${alias}.settings_digest = ?`; params.push(k.settingsDigest); }
-  if (k.kind !== undefined) { where += ` AND ${alias}.kind = ?`; params.push(k.kind); }
-  return { where, params };
-}
 
-function numOrNull(v: unknown): number | null {
-  return v === null || v === undefined ? null : Number(v);
-}
 
-function rowToRecord(r: Row): NeuronRecord {
-  return {
-    layer: Number(r.layer),
-    index: Number(r.idx),
-    kind: String(r.kind) as NeuronKind,
-    projection: JSON.parse(String(r.projection_json)),
-    samples: JSON.parse(String(r.samples_json)),
-    examples: JSON.parse(String(r.examples_json)),
-    scores: { example_projection_overlap: numOrNull(r.example_projection_overlap), probe_projection_overlap: numOrNull(r.probe_projection_overlap) },
-  };
-}

@@ -60,6 +60,20 @@ describe('SqliteStore', () => {
     expect((await store.search({ text: '100%' })).total).toBe(0); // LIKE wildcards are literal
   });
 
+  test('every token string is searchable exactly: a lone byte (U+DC00+byte), NUL, quotes and backslashes', async () => {
+    const odd = [tok(200, '\udce3', 3), tok(0, '\u0000', 2), tok(1, ' "q\\', 1)];
+    const k2 = { ...key, settingsDigest: 'o'.repeat(64) };
+    await store.writeUnit(k2, { layer: 2, start: 0, end: 1 }, [record(2, 0, odd)]);
+    for (const [rank, t] of odd.entries()) {
+      const r = await store.search({ ...k2, token: t.token });
+      expect(r.hits.map((h) => [h.layer, h.index, h.rank])).toEqual([[2, 0, rank]]);
+      expect(r.hits[0].top).toEqual(odd.map((o) => o.token));
+    }
+    expect((await store.search({ ...k2, token: '\udce4' })).total).toBe(0); // another byte is another token
+    expect((await store.search({ ...k2, text: '"Q' })).total).toBe(1); // free text reaches tokens with quotes
+    expect((await store.neuron(2, 0, k2))!.projection.top).toEqual(odd);
+  });
+
   test('another settings digest writes new rows and leaves the first ones unchanged', async () => {
     const other = { ...key, settingsDigest: settingsDigest(resolveSettings({ samples: 2 })) };
     await store.writeUnit(other, { layer: 0, start: 0, end: 1 }, [record(0, 0, [tok(1, 'a', 1)])]);

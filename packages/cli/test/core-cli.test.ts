@@ -150,13 +150,14 @@ describe.each(FIXTURE_NAMES)('--json output (%s)', (name) => {
   });
 });
 
-test('--threads N: same greedy ids, and --verbose names the matrix kernel and its threads', () => {
+test('--threads N and --engine: same greedy ids, and --verbose names the matrix engine and its threads', () => {
   const g = golden('tiny-gpt2').cases.filter((c) => !c.inject)[0];
-  const runs = ['1', '3'].map((t) => sp('--threads', t, '--verbose', 'generate', '--model', TINY, '--ids', g.ids.join(','), '--max-new-tokens', String(g.greedy.length), '--json'));
+  const settings = [['1', 'ort'], ['3', 'wasm']];
+  const runs = settings.map(([t, e]) => sp('--threads', t, '--engine', e, '--verbose', 'generate', '--model', TINY, '--ids', g.ids.join(','), '--max-new-tokens', String(g.greedy.length), '--json'));
   for (const [i, r] of runs.entries()) {
     expect(r.status).toBe(0);
     expect(JSON.parse(r.stdout).ids).toEqual(g.greedy);
-    expect(r.stderr).toMatch(new RegExp(`backend (wasm|cpu) \\(sp kernel, ${['1', '3'][i]} thread\\(s\\)\\)`));
+    expect(r.stderr).toMatch(new RegExp(`backend (wasm|cpu) \\(engine ${settings[i][1]}, ${settings[i][0]} thread\\(s\\)\\)`));
   }
 });
 
