@@ -177,6 +177,7 @@ describe('one-line errors', () => {
     [['--window', '64', '--corpus', corpus], "exceeds the model's context of 64"],
   ])('sp scan %j', (extra, msg) => {
     expectOneLineError(sp(['scan', '--model', model, '--store', store, ...extra]), msg);
+    expect(fs.existsSync(store)).toBe(false); // a mistyped command leaves no empty store behind
   });
   test('store and corpus problems', () => {
     expectOneLineError(sp(['scan', '--model', model, '--store', path.join(dir, 'no', 'x.sqlite')]), 'store folder');

@@ -2,6 +2,8 @@
  * `sp scan`: the neuron atlas of a model into a store (SQLite file). Resumable: units already in
  * the store are skipped, so a killed scan started again continues where it was.
  */
+import fs from 'node:fs';
+import path from 'node:path';
 import { SpError } from '@sp/core/light';
 import type { Command } from 'commander';
 import { loadModel, parseFloatOpt, parseIntOpt, parseSeed, printJson } from '../common.js';
@@ -61,7 +63,12 @@ export function registerScan(program: Command): void {
         corpus: corpus ? { digest: corpus.digest, name: corpus.name } : null,
         topExamples: o.topExamples, window: o.window, context: o.context, blockSize: o.blockSize,
       });
-      const store = await atlas.openStore(o.store);
+      // A mistyped command must not leave a new empty store behind: a server or an existing file is
+      // opened (and so checked) now, a new file only once the model and the ranges are checked.
+      const openNow = atlas.isPostgresUrl(o.store) || fs.existsSync(o.store);
+      const storeDir = path.dirname(path.resolve(o.store));
+      if (!openNow && !(fs.existsSync(storeDir) && fs.statSync(storeDir).isDirectory())) throw new SpError('NOT_FOUND', `store folder ${storeDir} does not exist`);
+      let opened = openNow ? await atlas.openStore(o.store) : null;
       try {
         const dir = await resolveModel(o.model);
         const digest = await atlas.modelDigest(dir);
@@ -75,10 +82,10 @@ export function registerScan(program: Command): void {
           if (settings.samples > 0 && promptLen + settings.maxNewTokens > nCtx) {
             throw new SpError('TOO_LONG', `the prompt (${promptLen} tokens) + --max-new-tokens ${settings.maxNewTokens} exceeds the model's context of ${nCtx}`);
           }
+          const store = opened ?? (opened = await atlas.openStore(o.store));
           if (o.queue !== undefined) {
             const queue = atlas.openQueue(o.queue, { name: o.queueName });
             try {
-              const path = await import('node:path');
               const summary = await atlas.enqueueScan(queue, {
                 store, modelName: o.model, modelDigest: digest, settings, layers, neurons, attempts: o.attempts, corpusPath: o.corpus !== undefined ? path.resolve(o.corpus) : null,
               }).catch((e) => { throw queueError(e, o.queue!, atlas.redact, atlas.redactText); });
@@ -114,7 +121,7 @@ export function registerScan(program: Command): void {
           model.dispose();
         }
       } finally {
-        await store.close();
+        await opened?.close();
       }
     });
 }
