@@ -6,10 +6,10 @@
 import pg from 'pg';
 import { SpError } from '@sp/core';
 import { PROJECTION_LISTS, SCHEMA_DDL, SCHEMA_VERSION, tokenColumn } from './schema.js';
-import { keyWhere, rowToHit, rowToRecord, searchSql, type Row } from './sql.js';
+import { keyWhere, neuronSql, rowToHit, rowToRecord, rowToScan, SCANS_SQL, searchSql, type Row } from './sql.js';
 import { redact, redactText } from './redact.js';
 import type {
-  AtlasStore, CorpusExample, CorpusPassKey, NeuronKind, NeuronRecord, ScanInfo, ScanKey, ScanSettings, SearchHit, SearchQuery, Unit,
+  AtlasStore, CorpusExample, CorpusPassKey, NeuronKind, NeuronRecord, ScanInfo, ScanKey, SearchHit, SearchQuery, Unit,
 } from './types.js';
 
 const j = (x: unknown) => JSON.stringify(x);
@@ -148,28 +148,12 @@ export class PgStore implements AtlasStore {
   }
 
   async scans(): Promise<ScanInfo[]> {
-    const rows = await this.q(`SELECT s.*,
-        (SELECT COUNT(*) FROM units u WHERE u.model_digest = s.model_digest AND u.settings_digest = s.settings_digest) AS units_done,
-        (SELECT COUNT(*) FROM neurons n WHERE n.model_digest = s.model_digest AND n.settings_digest = s.settings_digest) AS neurons_done
-      FROM scans s ORDER BY s.created_at, s.model_digest, s.settings_digest`);
-    return rows.map((r) => ({
-      modelDigest: String(r.model_digest),
-      settingsDigest: String(r.settings_digest),
-      model: String(r.model),
-      settings: JSON.parse(String(r.settings_json)) as ScanSettings,
-      layers: JSON.parse(String(r.layers_json)) as number[],
-      neurons: { start: Number(r.neuron_start), end: Number(r.neuron_end) },
-      unitsTotal: Number(r.units_total),
-      unitsDone: Number(r.units_done),
-      neuronsDone: Number(r.neurons_done),
-      createdAt: String(r.created_at),
-    }));
+    return (await this.q(SCANS_SQL)).map(rowToScan);
   }
 
   async neuron(layer: number, index: number, opts: { kind?: NeuronKind } & Partial<ScanKey> = {}): Promise<NeuronRecord | null> {
-    const { where, params } = keyWhere('n', opts);
-    const r = (await this.q(`SELECT n.* FROM neurons n LEFT JOIN scans s ON s.model_digest = n.model_digest AND s.settings_digest = n.settings_digest
-      WHERE n.layer = ? AND n.idx = ?${where} ORDER BY s.created_at DESC, n.settings_digest DESC LIMIT 1`, [layer, index, ...params]))[0];
+    const { sql, params } = neuronSql(layer, index, opts);
+    const r = (await this.q(sql, params))[0];
     return r ? rowToRecord(r) : null;
   }
 

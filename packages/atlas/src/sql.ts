@@ -4,7 +4,7 @@
  * into records the same way, so their answers are identical.
  */
 import { likePattern, tokenColumn } from './schema.js';
-import type { NeuronKind, NeuronRecord, ScanKey, SearchHit, SearchQuery } from './types.js';
+import type { NeuronKind, NeuronRecord, ScanInfo, ScanKey, ScanSettings, SearchHit, SearchQuery } from './types.js';
 
 export type Row = Record<string, unknown>;
 
@@ -94,5 +94,36 @@ export function rowToHit(r: Row): SearchHit {
     score: numOrNull(r.hit_score),
     scores: { example_projection_overlap: numOrNull(r.example_projection_overlap), probe_projection_overlap: numOrNull(r.probe_projection_overlap) },
     top: (JSON.parse(String(r.projection_json)) as { top: Array<{ token: string }> }).top.slice(0, 8).map((x) => x.token),
+  };
+}
+
+/** Every scan with its progress (units and neurons written), oldest first. */
+export const SCANS_SQL = `SELECT s.*,
+    (SELECT COUNT(*) FROM units u WHERE u.model_digest = s.model_digest AND u.settings_digest = s.settings_digest) AS units_done,
+    (SELECT COUNT(*) FROM neurons n WHERE n.model_digest = s.model_digest AND n.settings_digest = s.settings_digest) AS neurons_done
+  FROM scans s ORDER BY s.created_at, s.model_digest, s.settings_digest`;
+
+export function rowToScan(r: Row): ScanInfo {
+  return {
+    modelDigest: String(r.model_digest),
+    settingsDigest: String(r.settings_digest),
+    model: String(r.model),
+    settings: JSON.parse(String(r.settings_json)) as ScanSettings,
+    layers: JSON.parse(String(r.layers_json)) as number[],
+    neurons: { start: Number(r.neuron_start), end: Number(r.neuron_end) },
+    unitsTotal: Number(r.units_total),
+    unitsDone: Number(r.units_done),
+    neuronsDone: Number(r.neurons_done),
+    createdAt: String(r.created_at),
+  };
+}
+
+/** One neuron's row; several scans may hold it: the latest scan wins. */
+export function neuronSql(layer: number, index: number, k: { kind?: NeuronKind } & Partial<ScanKey>): { sql: string; params: unknown[] } {
+  const { where, params } = keyWhere('n', k);
+  return {
+    sql: `SELECT n.* FROM neurons n LEFT JOIN scans s ON s.model_digest = n.model_digest AND s.settings_digest = n.settings_digest
+      WHERE n.layer = ? AND n.idx = ?${where} ORDER BY s.created_at DESC, n.settings_digest DESC LIMIT 1`,
+    params: [layer, index, ...params],
   };
 }

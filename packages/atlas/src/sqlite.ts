@@ -9,9 +9,9 @@ import { createRequire } from 'node:module';
 import path from 'node:path';
 import { SpError } from '@sp/core';
 import { PROJECTION_LISTS, SCHEMA_DDL, SCHEMA_VERSION, tokenColumn } from './schema.js';
-import { keyWhere, rowToHit, rowToRecord, searchSql, type Row } from './sql.js';
+import { keyWhere, neuronSql, rowToHit, rowToRecord, rowToScan, SCANS_SQL, searchSql, type Row } from './sql.js';
 import type {
-  AtlasStore, CorpusExample, CorpusPassKey, NeuronKind, NeuronRecord, ScanInfo, ScanKey, ScanSettings, SearchHit, SearchQuery, Unit,
+  AtlasStore, CorpusExample, CorpusPassKey, NeuronKind, NeuronRecord, ScanInfo, ScanKey, SearchHit, SearchQuery, Unit,
 } from './types.js';
 
 
@@ -182,29 +182,12 @@ export class SqliteStore implements AtlasStore {
   }
 
   async scans(): Promise<ScanInfo[]> {
-    const rows = this.db.prepare(`SELECT s.*,
-        (SELECT COUNT(*) FROM units u WHERE u.model_digest = s.model_digest AND u.settings_digest = s.settings_digest) AS units_done,
-        (SELECT COUNT(*) FROM neurons n WHERE n.model_digest = s.model_digest AND n.settings_digest = s.settings_digest) AS neurons_done
-      FROM scans s ORDER BY s.created_at, s.model_digest, s.settings_digest`).all();
-    return rows.map((r) => ({
-      modelDigest: String(r.model_digest),
-      settingsDigest: String(r.settings_digest),
-      model: String(r.model),
-      settings: JSON.parse(String(r.settings_json)) as ScanSettings,
-      layers: JSON.parse(String(r.layers_json)) as number[],
-      neurons: { start: Number(r.neuron_start), end: Number(r.neuron_end) },
-      unitsTotal: Number(r.units_total),
-      unitsDone: Number(r.units_done),
-      neuronsDone: Number(r.neurons_done),
-      createdAt: String(r.created_at),
-    }));
+    return this.db.prepare(SCANS_SQL).all().map(rowToScan);
   }
 
   async neuron(layer: number, index: number, opts: { kind?: NeuronKind } & Partial<ScanKey> = {}): Promise<NeuronRecord | null> {
-    const { where, params } = keyWhere('n', opts);
-    // Several scans may hold the neuron: the latest scan wins.
-    const r = this.db.prepare(`SELECT n.* FROM neurons n LEFT JOIN scans s ON s.model_digest = n.model_digest AND s.settings_digest = n.settings_digest
-      WHERE n.layer = ? AND n.idx = ?${where} ORDER BY s.created_at DESC, n.settings_digest DESC LIMIT 1`).get(layer, index, ...params);
+    const { sql, params } = neuronSql(layer, index, opts);
+    const r = this.db.prepare(sql).get(...params);
     return r ? rowToRecord(r) : null;
   }
 
