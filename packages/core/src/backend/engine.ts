@@ -9,7 +9,7 @@ import { SpError } from '../errors.js';
 import { engineFromEnv, matmulFromEnv } from './env.js';
 import { gemmSupported } from './gemm/arena.js';
 import { packedWasmEngine } from './gemm/packed-engine.js';
-import type { Linear } from './linear.js';
+import { tfjsBatchMatMul, type Linear } from './linear.js';
 import { ortAvailable, ortEngine, requireOrt } from './ort-engine.js';
 import { tfjsEngine } from './tfjs-engine.js';
 import { Uploader, type Engine, type LinearSpec, type ParameterSource, type TensorSpec, type UploadOptions } from './upload.js';
@@ -64,6 +64,8 @@ export interface LoadedParameters {
   readonly tensors: tfc.Tensor[];
   /** The engine that holds the Linear layers ('ort', 'wasm', 'tfjs'). */
   readonly engine: string;
+  /** alpha · a @ b (transB: @ bᵀ) for rank-4 tensors: the engine's own, else tfjs'. */
+  readonly batchMatMul: (a: tfc.Tensor, b: tfc.Tensor, transB: boolean, alpha?: number) => tfc.Tensor;
   /** Arenas holding packed matrices (0 for the tfjs engine; 0 again after dispose). */
   readonly arenas: number;
   /** Frees everything: tensors, layers, then the engine's own memory. */
@@ -94,6 +96,7 @@ export function loadParameters(src: ParameterSource, req: { linears: readonly Li
     linears: engine.linears,
     tensors,
     engine: chosen.name,
+    batchMatMul: chosen.batchMatMul ?? tfjsBatchMatMul,
     get arenas() {
       return arenas;
     },

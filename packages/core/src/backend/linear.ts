@@ -27,6 +27,27 @@ export interface Linear {
   dispose(): void;
 }
 
+/**
+ * `value(x)` for a product the tape cannot see (a native or heap kernel): under tf.grad it is given
+ * dx = `dx(dy as [rows, out])` reshaped to x (W needs no gradient); outside a tape, a plain call.
+ */
+export function withInputGradient(x: tfc.Tensor, outDim: number, value: (x: tfc.Tensor) => tfc.Tensor, dx: (dy: tfc.Tensor2D) => tfc.Tensor): tfc.Tensor {
+  if (tf.engine().state.gradientDepth === 0) return value(x);
+  const f = tf.customGrad((...args) => {
+    const xin = args[0] as tfc.Tensor;
+    return { value: value(xin), gradFunc: (dy: tfc.Tensor) => tf.reshape(dx(tf.reshape(dy, [-1, outDim]) as tfc.Tensor2D), xin.shape) };
+  });
+  return f(x);
+}
+
+/** alpha · a @ b (transB: @ bᵀ) for rank-4 tensors in tfjs: attention's batched products on engines without their own. */
+export function tfjsBatchMatMul(a: tfc.Tensor, b: tfc.Tensor, transB: boolean, alpha = 1): tfc.Tensor {
+  return tf.tidy(() => {
+    const c = tf.matMul(a as tfc.Tensor4D, b as tfc.Tensor4D, false, transB);
+    return alpha === 1 ? c : tf.mul(c, alpha);
+  });
+}
+
 export class TensorLinear implements Linear {
   readonly inDim: number;
   readonly outDim: number;

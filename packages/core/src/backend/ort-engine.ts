@@ -21,7 +21,7 @@ import { SpError } from '../errors.js';
 import { gemmThreads } from './gemm/pool.js';
 import { heapTensor, wasmHeap } from './heap.js';
 import { tf } from './index.js';
-import type { Linear } from './linear.js';
+import { tfjsBatchMatMul, withInputGradient, type Linear } from './linear.js';
 import { B_FILE, batchMatMulGraph, linearGraph, W_FILE } from './onnx-graph.js';
 import type { Engine, EngineLinears, LinearSpec, Uploader } from './upload.js';
 
@@ -142,22 +142,8 @@ class OrtLinear implements Linear {
   }
 
   apply(x: tfc.Tensor): tfc.Tensor {
-    // Under tf.grad the native product is opaque to the tape: give it dx = dy · Wᵀ (W needs no gradient).
-    if (tf.engine().state.gradientDepth > 0) {
-      const f = tf.customGrad((...args) => {
-        const xin = args[0] as tfc.Tensor;
-        return {
-          value: this.applyOrt(xin),
-          gradFunc: (dy: tfc.Tensor) => {
-            const dy2 = tf.reshape(dy, [-1, this.outDim]) as tfc.Tensor2D;
-            const dx = this.stored === 'out-in' ? tf.matMul(dy2, this.storedWeight()) : tf.matMul(dy2, this.storedWeight(), false, true);
-            return tf.reshape(dx, xin.shape);
-          },
-        };
-      });
-      return f(x);
-    }
-    return this.applyOrt(x);
+    // The native product is opaque to the tape: dx = dy · Wᵀ (W as stored: [out, in] or [in, out]).
+    return withInputGradient(x, this.outDim, (xin) => this.applyOrt(xin), (dy) => tf.matMul(dy, this.storedWeight(), false, this.stored === 'in-out'));
   }
 
   private storedWeight(): tfc.Tensor2D {
@@ -296,6 +282,7 @@ export function ortLinear(inDim: number, outDim: number, stored: 'in-out' | 'out
 
 export const ortEngine: Engine = {
   name: 'ort',
+  batchMatMul: ortBatchMatMul,
   loadLinears(up: Uploader, specs: readonly LinearSpec[]): EngineLinears {
     requireOrt();
     // W of layers that keep no copy is read into one reused buffer: onnxruntime copies it.
@@ -328,10 +315,7 @@ const bmmSessions = new Map<string, NativeSession>();
 export function ortBatchMatMul(a: tfc.Tensor, b: tfc.Tensor, transB: boolean, alpha = 1): tfc.Tensor {
   const [B0, B1, M, K] = a.shape as number[];
   const N = transB ? b.shape[2]! : b.shape[3]!;
-  const plain = () => {
-    const c = tf.matMul(a as tfc.Tensor4D, b as tfc.Tensor4D, false, transB);
-    return alpha === 1 ? c : tf.mul(c, alpha);
-  };
+  const plain = () => tfjsBatchMatMul(a, b, transB, alpha);
   if (tf.engine().state.gradientDepth > 0 || a.rank !== 4 || b.rank !== 4 || b.shape[0] !== B0 || b.shape[1] !== B1 || (transB ? b.shape[3] : b.shape[2]) !== K || a.dtype !== 'float32' || b.dtype !== 'float32' || a.size === 0 || b.size === 0) return plain();
   const key = `${transB ? 1 : 0}:${alpha}`;
   let session = bmmSessions.get(key);

@@ -62,6 +62,8 @@ export interface PackedMemory {
 /** A matrix engine: how the Linear layers are held and multiplied. Each engine is one file in backend/. */
 export interface Engine {
   readonly name: string;
+  /** alpha · a @ b (transB: @ bᵀ), rank 4 (attention's QKᵀ and pattern·V), where the engine has a faster one than tfjs'. */
+  readonly batchMatMul?: (a: tfc.Tensor, b: tfc.Tensor, transB: boolean, alpha?: number) => tfc.Tensor;
   /** Loads every Linear (in `specs` order) through `up`; runs before any other parameter is read. */
   loadLinears(up: Uploader, specs: readonly LinearSpec[]): EngineLinears;
 }

@@ -8,7 +8,6 @@
 import type * as tfc from '@tensorflow/tfjs-core';
 import { tf } from '../backend/index.js';
 import { geluNew, layerNorm } from '../backend/kernels.js';
-import { ortBatchMatMul } from '../backend/ort-engine.js';
 import type { HookRunner } from '../hooks/index.js';
 import type { Linear } from '../backend/linear.js';
 import type { GPT2Config } from '../config.js';
@@ -85,11 +84,9 @@ export function forward(cfg: GPT2Config, w: DeviceWeights, inp: ForwardInput): F
   const toHeads = (t: tfc.Tensor) => (s === 1 ? tf.reshape(t, [b, h, 1, dh]) : tf.transpose(t, [0, 2, 1, 3]));
   const fromHeads = (t: tfc.Tensor) => (s === 1 ? tf.reshape(t, [b, 1, h, dh]) : tf.transpose(t, [0, 2, 1, 3]));
 
-  // Attention's two batched products: in onnxruntime's MLAS with that engine (tfjs' batched matmul
-  // on wasm is scalar: ~0.6 s per decode step for 8 rows at 500 tokens), else tfjs'.
-  const viaOrt = w.params.engine === 'ort';
-  const qk = (q: tfc.Tensor, k: tfc.Tensor) => (viaOrt ? ortBatchMatMul(q, k, true, 1 / Math.sqrt(dh)) : tf.mul(tf.matMul(q as tfc.Tensor4D, k as tfc.Tensor4D, false, true), 1 / Math.sqrt(dh)));
-  const av = (p: tfc.Tensor, v: tfc.Tensor) => (viaOrt ? ortBatchMatMul(p, v, false) : tf.matMul(p as tfc.Tensor4D, v as tfc.Tensor4D));
+  // Attention's two batched products through the engine (onnxruntime's MLAS on ort: tfjs' batched
+  // matmul on wasm is scalar, ~0.6 s per decode step for 8 rows at 500 tokens), else tfjs'.
+  const bmm = w.params.batchMatMul;
 
   const present: KVCache = [];
   for (let i = 0; i < cfg.nLayer; i++) {
@@ -109,10 +106,10 @@ export function forward(cfg: GPT2Config, w: DeviceWeights, inp: ForwardInput): F
     const k = past ? tf.concat([past.k, kNew], 2) : kNew; // [b, h, T, dh]
     const v = past ? tf.concat([past.v, vNew], 2) : vNew;
     present.push({ k: k as tfc.Tensor4D, v: v as tfc.Tensor4D });
-    let scores = qk(q, k); // [b, h, s, T]
+    let scores = bmm(q, k, true, 1 / Math.sqrt(dh)); // [b, h, s, T]
     scores = hook(p + 'attn.hook_attn_scores', bias ? tf.add(scores, bias) : scores);
     const pattern = hook(p + 'attn.hook_pattern', tf.softmax(scores)); // [b, h, s, T]
-    const z = hook(p + 'attn.hook_z', fromHeads(av(pattern, v))); // [b, s, h, dh]
+    const z = hook(p + 'attn.hook_z', fromHeads(bmm(pattern, v, false))); // [b, s, h, dh]
     const attnOut = hook(p + 'hook_attn_out', inp.hooks?.wants(p + 'attn.hook_result') ? attnResultHooked(p, z, bw.o, h, dh, d, hook) : bw.o.apply(tf.reshape(z, [b, s, d]))); // [b, s, d]
     resid = hook(p + 'hook_resid_mid', tf.add(resid, attnOut));
 

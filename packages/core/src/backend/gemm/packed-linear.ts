@@ -6,7 +6,7 @@ import type * as tfc from '@tensorflow/tfjs-core';
 import { SpError } from '../../errors.js';
 import { tf } from '../index.js';
 import { heapTensor, wasmHeap } from '../heap.js';
-import type { Linear } from '../linear.js';
+import { withInputGradient, type Linear } from '../linear.js';
 import { padK, SCRATCH_BYTES, type Arena } from './arena.js';
 import { runGemm } from './pool.js';
 
@@ -38,18 +38,8 @@ export class PackedLinear implements Linear {
   }
 
   apply(x: tfc.Tensor): tfc.Tensor {
-    // Under tf.grad the heap kernel is opaque to the tape: give it dx = dy · W (W needs no gradient).
-    if (tf.engine().state.gradientDepth > 0) {
-      const f = tf.customGrad((...args) => {
-        const xin = args[0] as tfc.Tensor;
-        return {
-          value: this.applyPacked(xin),
-          gradFunc: (dy: tfc.Tensor) => tf.reshape(tf.matMul(tf.reshape(dy, [-1, this.outDim]), this.storedWeight()), xin.shape),
-        };
-      });
-      return f(x);
-    }
-    return this.applyPacked(x);
+    // The heap kernel is opaque to the tape: dx = dy · W ([out, in] as stored).
+    return withInputGradient(x, this.outDim, (xin) => this.applyPacked(xin), (dy) => tf.matMul(dy, this.storedWeight()));
   }
 
   /** W as stored, [out, in], as a tensor kept until dispose: made on the first backward pass only. */
