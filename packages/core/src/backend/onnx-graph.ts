@@ -40,7 +40,7 @@ const SCHEMA = {
             attribute: { rule: 'repeated', type: 'AttributeProto', id: 5 },
           },
         },
-        AttributeProto: { fields: { name: { type: 'string', id: 1 }, f: { type: 'float', id: 2 }, i: { type: 'int64', id: 3 }, type: { type: 'int32', id: 20 } } },
+        AttributeProto: { fields: { name: { type: 'string', id: 1 }, f: { type: 'float', id: 2 }, i: { type: 'int64', id: 3 }, ints: { rule: 'repeated', type: 'int64', id: 8 }, type: { type: 'int32', id: 20 } } },
         TensorProto: {
           fields: {
             dims: { rule: 'repeated', type: 'int64', id: 1 },
@@ -68,13 +68,20 @@ function modelProto(): Protobuf.Type {
   return (modelType ??= pb.Root.fromJSON(SCHEMA).lookupType('onnx.ModelProto'));
 }
 
-const valueInfo = (name: string, dims: (number | string)[]) => ({
+/** Serialised ModelProto of `graph` (opset 17, plus com.microsoft 1 when `contrib`). */
+export function encodeModel(graph: object, contrib = false): Uint8Array {
+  const type = modelProto();
+  const opsetImport = [{ domain: '', version: 17 }, ...(contrib ? [{ domain: 'com.microsoft', version: 1 }] : [])];
+  return type.encode(type.fromObject({ irVersion: 9, producerName: 'sp', opsetImport, graph })).finish();
+}
+
+export const valueInfo = (name: string, dims: (number | string)[]) => ({
   name,
   type: { tensorType: { elemType: FLOAT, shape: { dim: dims.map((d) => (typeof d === 'string' ? { dimParam: d } : { dimValue: d })) } } },
 });
 
 /** A float32 initializer whose bytes are the whole in-memory file `file`. */
-const external = (name: string, dims: number[], file: string) => ({
+export const external = (name: string, dims: number[], file: string) => ({
   name,
   dims,
   dataType: FLOAT,
@@ -111,11 +118,9 @@ export function linearGraph(K: number, N: number, stored: 'in-out' | 'out-in', b
         : [{ name: 'matmul', opType: 'MatMul', input: ['x', 'W'], output: ['y'] }];
   const outputs = [valueInfo('y', ['M', N])];
   if (stored === 'in-out' && bias) outputs.push(valueInfo('xw', ['M', N]));
-  const type = modelProto();
   const inputs = [valueInfo('x', ['M', K])];
   if (wInput) inputs.push(valueInfo('W', wDims));
-  const graph = { name: 'linear', node: nodes, initializer: inits, input: inputs, output: outputs };
-  return type.encode(type.fromObject({ irVersion: 9, producerName: 'sp', opsetImport: [{ domain: '', version: 17 }], graph })).finish();
+  return encodeModel({ name: 'linear', node: nodes, initializer: inits, input: inputs, output: outputs });
 }
 
 /**
@@ -136,7 +141,5 @@ export function batchMatMulGraph(transB: boolean, alpha: number): Uint8Array {
       { name: 'alpha', type: FLOAT_ATTR, f: alpha },
     ],
   };
-  const type = modelProto();
-  const graph = { name: 'bmm', node: [node], initializer: [], input: [valueInfo('a', dims('a')), valueInfo('b', dims('b'))], output: [valueInfo('c', dims('c'))] };
-  return type.encode(type.fromObject({ irVersion: 9, producerName: 'sp', opsetImport: [{ domain: '', version: 17 }, { domain: 'com.microsoft', version: 1 }], graph })).finish();
+  return encodeModel({ name: 'bmm', node: [node], initializer: [], input: [valueInfo('a', dims('a')), valueInfo('b', dims('b'))], output: [valueInfo('c', dims('c'))] }, true);
 }

@@ -9,11 +9,13 @@
  * Measured here: ~7 µs per call beyond the product itself; x is read from and y written into the
  * tfjs wasm heap in place (pre-allocated outputs), so a call copies nothing.
  *
- * Memory: one copy of each W. The block layers' W are initializers: onnxruntime copies them when
- * the session is built and keeps only its packed copy; they give W back on demand (`weight()`,
- * norms, gradients) by multiplying one-hot rows through the bias-free product, which reproduces W
- * exactly. The tied unembedding ('out-in') stays here, since every forward pass gathers token
- * embeddings from its rows, and is fed to onnxruntime as an input at each run (no copy).
+ * Memory: one copy of each W. Every W is an initializer: onnxruntime copies it when the session is
+ * built and keeps only its packed copy. Block layers give W back on demand (`weight()`, norms,
+ * gradients) by multiplying one-hot rows through the bias-free product, which reproduces W exactly.
+ * The tied unembedding ('out-in') reads its rows, the token embeddings every forward pass gathers,
+ * from the checkpoint file (open while the model lives; the FF keys and values are read from it
+ * the same way): prepacked, its product is ~1.7× faster at 8 rows and the lens' 832 than fed at
+ * each run, at the same memory.
  */
 import type * as tfc from '@tensorflow/tfjs-core';
 import { createRequire } from 'node:module';
@@ -23,6 +25,7 @@ import { heapTensor, wasmHeap } from './heap.js';
 import { tf } from './index.js';
 import { tfjsBatchMatMul, withInputGradient, type Linear } from './linear.js';
 import { B_FILE, batchMatMulGraph, linearGraph, W_FILE } from './onnx-graph.js';
+import { OrtPool } from './ort-pool.js';
 import type { Engine, EngineLinears, LinearSpec, Uploader } from './upload.js';
 
 /**
@@ -96,9 +99,9 @@ export function ortVersion(): string | undefined {
   return o instanceof Error ? undefined : o.version;
 }
 
-function sessionOptions(files: { path: string; data: Uint8Array }[]): object {
+function sessionOptions(files: { path: string; data: Uint8Array }[], threads = gemmThreads()): object {
   return {
-    intraOpNumThreads: gemmThreads(), // $SP_THREADS, as for sp's own kernel
+    intraOpNumThreads: threads, // $SP_THREADS by default, as for sp's own kernel
     interOpNumThreads: 1, // one node per graph: nothing to run in parallel
     graphOptimizationLevel: 'all',
     executionMode: 'sequential',
@@ -110,6 +113,13 @@ function sessionOptions(files: { path: string; data: Uint8Array }[]): object {
   };
 }
 
+/** An ES2024 resizable ArrayBuffer (Node ≥ 20; typed here as the lib is ES2022): shrinking it gives the memory back at once. */
+interface ResizableBuffer extends ArrayBuffer {
+  resize(bytes: number): void;
+}
+const resizableBuffer = (bytes: number): ResizableBuffer =>
+  new (ArrayBuffer as unknown as new (n: number, o: { maxByteLength: number }) => ResizableBuffer)(bytes, { maxByteLength: bytes });
+
 const bytes = (f: Float32Array) => new Uint8Array(f.buffer, f.byteOffset, f.byteLength);
 
 class OrtLinear implements Linear {
@@ -120,8 +130,9 @@ class OrtLinear implements Linear {
 
   /**
    * `host`: W as stored ([out, in] for 'out-in', [in, out] for 'in-out'), kept when the layer needs
-   * it at hand (token embeddings, or weights loaded with allowNonfinite, which one-hot products
-   * cannot reproduce: 0 · ∞ is NaN); otherwise W lives only in onnxruntime.
+   * it at hand (weights loaded with allowNonfinite, which one-hot products cannot reproduce: 0 · ∞
+   * is NaN); otherwise W lives only in onnxruntime. `fromFile(start, count)`: floats
+   * [start, start + count) of W as stored, read from the checkpoint (the 'out-in' layer's rows).
    */
   constructor(
     session: NativeSession,
@@ -132,6 +143,9 @@ class OrtLinear implements Linear {
     private host: Float32Array | undefined,
     /** W is fed from `host` at every run (not copied into onnxruntime). */
     private readonly wInput = false,
+    private readonly fromFile?: (start: number, count: number) => Float32Array,
+    /** Column slices 1… of W on the pool's worker threads (the session holds slice 0, cols[0] wide). */
+    private readonly slices?: { pool: OrtPool; cols: number[]; ids: number[] },
   ) {
     this.session = session;
   }
@@ -149,7 +163,7 @@ class OrtLinear implements Linear {
   private storedWeight(): tfc.Tensor2D {
     if (!this.storedW) {
       const shape: [number, number] = this.stored === 'out-in' ? [this.outDim, this.inDim] : [this.inDim, this.outDim];
-      this.storedW = tf.keep(tf.tensor2d(this.host ?? this.readBack(), shape));
+      this.storedW = tf.keep(tf.tensor2d(this.storedFloats(), shape));
     }
     return this.storedW;
   }
@@ -178,9 +192,23 @@ class OrtLinear implements Linear {
   private run(xs: Float32Array, ys: Float32Array, M: number, out: 'y' | 'xw'): void {
     const x: OrtTensor = { type: 'float32', dims: [M, this.inDim], data: xs, location: 'cpu' };
     const y: OrtTensor = { type: 'float32', dims: [M, this.outDim], data: ys, location: 'cpu' };
+    const sl = this.slices;
+    if (sl) {
+      const session = this.live;
+      const K = this.inDim, n0 = sl.cols[0];
+      const local = (xp: Float32Array, yp: Float32Array, rows: number) =>
+        session.run({ x: { type: 'float32', dims: [rows, K], data: xp, location: 'cpu' } }, { [out]: { type: 'float32', dims: [rows, n0], data: yp, location: 'cpu' } }, {});
+      sl.pool.run(xs, ys, M, K, sl.cols, sl.ids, local, out);
+      return;
+    }
     const feeds: Feeds = { x };
     if (this.wInput) feeds.W = { type: 'float32', dims: this.stored === 'in-out' ? [this.inDim, this.outDim] : [this.outDim, this.inDim], data: this.host!, location: 'cpu' };
     this.live.run(feeds, { [out]: y }, {}); // y is written in place (a pre-allocated output)
+  }
+
+  /** W as stored: the kept copy, else the file ('out-in'), else onnxruntime ('in-out'). */
+  private storedFloats(): Float32Array {
+    return this.host ?? this.fromFile?.(0, this.inDim * this.outDim) ?? this.readBack();
   }
 
   /** W [in, out] of an 'in-out' layer from onnxruntime: one-hot rows e_i · W = W[i, :] exactly (0 · w = 0, w + 0 = w). */
@@ -201,7 +229,7 @@ class OrtLinear implements Linear {
   /** W [in, out] as a new array. */
   private inOut(): Float32Array {
     if (this.stored === 'in-out') return this.host ? this.host.slice() : this.readBack();
-    const K = this.inDim, N = this.outDim, h = this.host!;
+    const K = this.inDim, N = this.outDim, h = this.storedFloats();
     const out = new Float32Array(K * N);
     for (let j = 0; j < N; j++) for (let i = 0; i < K; i++) out[i * N + j] = h[j * K + i];
     return out;
@@ -214,7 +242,7 @@ class OrtLinear implements Linear {
     for (const j of idx) if (!(j >= 0 && j < N)) throw new RangeError(`index ${j} out of range [0, ${N})`);
     const out = new Float32Array(idx.length * K);
     if (this.stored === 'out-in') {
-      for (let i = 0; i < idx.length; i++) out.set(this.host!.subarray(idx[i] * K, (idx[i] + 1) * K), i * K);
+      for (let i = 0; i < idx.length; i++) out.set(this.host?.subarray(idx[i] * K, (idx[i] + 1) * K) ?? this.fromFile!(idx[i] * K, K), i * K);
     } else {
       const w = this.host ?? this.readBack();
       for (let i = 0; i < idx.length; i++) for (let k = 0; k < K; k++) out[i * K + k] = w[k * N + idx[i]];
@@ -231,7 +259,7 @@ class OrtLinear implements Linear {
   private sumSquares(byRow: boolean): Float32Array {
     this.live;
     const K = this.inDim, N = this.outDim;
-    const w = this.host ?? this.readBack();
+    const w = this.storedFloats();
     const sq = new Float64Array(byRow ? K : N);
     // Stored element (i, j) of W [in, out]: out-in at [j·K + i], in-out at [i·N + j].
     if (this.stored === 'out-in') {
@@ -251,6 +279,7 @@ class OrtLinear implements Linear {
   }
 
   dispose(): void {
+    if (this.session && this.slices) this.slices.ids.forEach((id, i) => this.slices!.pool.dispose(i, id));
     this.session?.dispose();
     this.session = undefined;
     this.host = undefined;
@@ -263,21 +292,83 @@ class OrtLinear implements Linear {
  * One layer y = x @ W + b in onnxruntime. `w`: W as `stored` ([in, out] or [out, in]); `keep`: hold
  * on to `w` (the caller must not reuse it then), else onnxruntime's copy is the only one.
  */
-export function ortLinear(inDim: number, outDim: number, stored: 'in-out' | 'out-in', w: Float32Array, b: Float32Array | undefined, keep: boolean, what = 'linear'): Linear {
+export function ortLinear(inDim: number, outDim: number, stored: 'in-out' | 'out-in', w: Float32Array, b: Float32Array | undefined, keep: boolean, what = 'linear', fromFile?: (start: number, count: number) => Float32Array): Linear {
   const ort = requireOrt();
-  // A kept W is fed at every run (no second copy in onnxruntime): measured no slower for the
-  // unembedding in decode (1 and 8 rows) than a prepacked initializer, and 1× its memory instead of 2×.
+  // A kept W is fed at every run (no second copy in onnxruntime).
   const wInput = keep;
+  // Block-sized layers are sliced over the pool (ort-pool.ts); the unembedding is faster whole, on
+  // onnxruntime's own threads (measured at 1, 8 and 832 rows: 4.4 / 7.4 / 286 ms whole, 5.6 / 7.6 / 360 sliced).
+  const parts = wInput || inDim * outDim > SLICED_MAX ? 1 : Math.min(gemmThreads(), Math.floor(outDim / 16));
+  if (parts > 1) return slicedLinear(ort, inDim, outDim, stored, w, b, parts, what, fromFile);
   const graph = linearGraph(inDim, outDim, stored, b !== undefined, wInput);
   const files = wInput ? [] : [{ path: W_FILE, data: bytes(w) }];
   if (b) files.push({ path: B_FILE, data: bytes(b) });
+  const session = loadSession(ort, graph, sessionOptions(files), what);
+  return new OrtLinear(session, inDim, outDim, stored, b !== undefined, keep ? w : undefined, wInput, fromFile);
+}
+
+function loadSession(ort: Ort, graph: Uint8Array, options: object, what: string): NativeSession {
   const session = new ort.Session();
   try {
-    session.loadModel(graph.buffer as ArrayBuffer, graph.byteOffset, graph.byteLength, sessionOptions(files));
+    session.loadModel(graph.buffer as ArrayBuffer, graph.byteOffset, graph.byteLength, options);
   } catch (e) {
     throw new SpError('UNSUPPORTED', `onnxruntime could not load layer ${what}: ${String((e as Error)?.message ?? e).split('\n')[0]}`);
   }
-  return new OrtLinear(session, inDim, outDim, stored, b !== undefined, keep ? w : undefined, wInput);
+  return session;
+}
+
+let pool: OrtPool | undefined;
+/** Largest W (floats) cut into slices: GPT-2 xl's MLP layers (1600 × 6400) are 10.2M. */
+const SLICED_MAX = 1 << 24;
+/** Slice 0's W and b while its session is built (onnxruntime copies them), reused by every layer of a load. */
+let sliceBuf = new Float32Array(0);
+
+/** Gives back the load-time slice buffer (loadLinears calls it when every layer is built). */
+function releaseSliceBuffers(): void {
+  sliceBuf = new Float32Array(0);
+}
+
+/**
+ * W cut into `parts` column slices (multiples of 16 columns, MLAS' panel width), slice 0 in a
+ * session on this thread and the others on the pool's workers, each a one-thread session
+ * (ort-pool.ts says why). A slice's W and b are copied out of `w` ('in-out': its columns; 'out-in':
+ * its rows, already contiguous) and then held only by onnxruntime.
+ */
+function slicedLinear(ort: Ort, K: number, N: number, stored: 'in-out' | 'out-in', w: Float32Array, b: Float32Array | undefined, parts: number, what: string, fromFile?: (start: number, count: number) => Float32Array): Linear {
+  pool ??= new OrtPool(require.resolve('onnxruntime-node/dist/binding'));
+  pool.grow(parts - 1);
+  const per = Math.ceil(N / parts / 16) * 16;
+  const cols = Array.from({ length: parts }, (_, p) => Math.max(0, Math.min(per, N - p * per))).filter((n) => n > 0);
+  const ids: number[] = [];
+  let session: NativeSession | undefined;
+  try {
+    let c0 = 0;
+    for (let p = 0; p < cols.length; p++) {
+      const n = cols[p];
+      // Each slice is cut into one buffer reused from slice to slice and layer to layer:
+      // onnxruntime copies it when the session is built (a worker's, after the pool sends it over).
+      const need = (K + 1) * n;
+      if (sliceBuf.length < need) sliceBuf = new Float32Array(need);
+      const ws = sliceBuf.subarray(0, K * n);
+      if (stored === 'out-in') ws.set(w.subarray(c0 * K, (c0 + n) * K));
+      else for (let i = 0; i < K; i++) ws.set(w.subarray(i * N + c0, i * N + c0 + n), i * n);
+      const files = [{ path: W_FILE, data: ws }];
+      if (b) {
+        const bs = sliceBuf.subarray(K * n, K * n + n);
+        bs.set(b.subarray(c0, c0 + n));
+        files.push({ path: B_FILE, data: bs });
+      }
+      const graph = linearGraph(K, n, stored, b !== undefined);
+      if (p === 0) session = loadSession(ort, graph, sessionOptions(files.map((f) => ({ path: f.path, data: bytes(f.data) })), 1), what);
+      else ids.push(pool.load(p - 1, { graph, files }, { ...sessionOptions([], 1), externalData: undefined }, K, n));
+      c0 += n;
+    }
+  } catch (e) {
+    session?.dispose();
+    ids.forEach((id, i) => pool!.dispose(i, id));
+    throw e instanceof SpError ? e : new SpError('UNSUPPORTED', `onnxruntime could not load layer ${what}: ${String((e as Error)?.message ?? e).split('\n')[0]}`);
+  }
+  return new OrtLinear(session!, K, N, stored, b !== undefined, undefined, false, fromFile, { pool, cols, ids });
 }
 
 export const ortEngine: Engine = {
@@ -285,20 +376,35 @@ export const ortEngine: Engine = {
   batchMatMul: ortBatchMatMul,
   loadLinears(up: Uploader, specs: readonly LinearSpec[]): EngineLinears {
     requireOrt();
-    // W of layers that keep no copy is read into one reused buffer: onnxruntime copies it.
-    const keeps = (s: LinearSpec) => s.stored === 'out-in' || up.nonfiniteAllowed;
-    const scratch = new Float32Array(Math.max(0, ...specs.filter((s) => !keeps(s)).map((s) => s.inDim * s.outDim)));
-    const linears: Linear[] = [];
+    // W is read into one reused buffer (onnxruntime copies it), except where this side keeps it:
+    // weights with allowNonfinite, and 'out-in' layers with a bias (no bias-free product to read
+    // W back through). Bias-free 'out-in' layers (the tied unembedding) read rows from the file.
+    const keeps = (s: LinearSpec) => up.nonfiniteAllowed || (s.stored === 'out-in' && s.bias !== undefined);
+    // Largest first, into a resizable buffer shrunk to each next layer's size: the unembedding's
+    // 154 MB (GPT-2 small) is returned to the system before the block layers load, instead of
+    // staying until a garbage collection, and the load peaks at ~3 copies of the largest W.
+    const size = (s: LinearSpec) => s.inDim * s.outDim;
+    const order = specs.map((_, i) => i).sort((a, b) => size(specs[b]) - size(specs[a]));
+    const most = Math.max(0, ...specs.filter((s) => !keeps(s)).map(size));
+    const scratch = resizableBuffer(most * 4);
+    const linears: Linear[] = new Array(specs.length);
     try {
-      for (const s of specs) {
+      for (const i of order) {
+        const s = specs[i];
         const keep = keeps(s);
-        const w = up.floats(s.weight, s.inDim * s.outDim, keep ? undefined : scratch);
+        if (!keep) scratch.resize(size(s) * 4);
+        const w = up.floats(s.weight, size(s), keep ? undefined : new Float32Array(scratch, 0, size(s)));
         const b = s.bias === undefined ? undefined : up.floats(s.bias, s.outDim);
-        linears.push(ortLinear(s.inDim, s.outDim, s.stored, w, b, keep, s.weight));
+        const fromFile = s.stored === 'out-in' && !keep ? up.rangeReader(s.weight) : undefined;
+        linears[i] = ortLinear(s.inDim, s.outDim, s.stored, w, b, keep, s.weight, fromFile);
       }
+      scratch.resize(0);
+      releaseSliceBuffers();
       return { linears, arenas: 0, release: () => {} };
     } catch (e) {
-      for (const l of linears) l.dispose();
+      scratch.resize(0);
+      releaseSliceBuffers();
+      for (const l of linears) l?.dispose();
       throw e;
     }
   },
@@ -317,12 +423,16 @@ export function ortBatchMatMul(a: tfc.Tensor, b: tfc.Tensor, transB: boolean, al
   const N = transB ? b.shape[2]! : b.shape[3]!;
   const plain = () => tfjsBatchMatMul(a, b, transB, alpha);
   if (tf.engine().state.gradientDepth > 0 || a.rank !== 4 || b.rank !== 4 || b.shape[0] !== B0 || b.shape[1] !== B1 || (transB ? b.shape[3] : b.shape[2]) !== K || a.dtype !== 'float32' || b.dtype !== 'float32' || a.size === 0 || b.size === 0) return plain();
-  const key = `${transB ? 1 : 0}:${alpha}`;
+  // Small products (decode steps over short contexts) run faster on the calling thread alone than
+  // split: waking a pool thread costs more than it saves below ~1M multiply-adds (measured: 8 rows
+  // × 12 heads at 66 keys, QKᵀ + pattern·V 200 → 160 µs; at 500 keys two threads win, 1.0 vs 1.7 ms).
+  const threads = B0 * B1 * M * N * K < 1 << 20 ? 1 : gemmThreads();
+  const key = `${transB ? 1 : 0}:${alpha}:${threads}`;
   let session = bmmSessions.get(key);
   if (!session) {
     const g = batchMatMulGraph(transB, alpha);
     session = new (requireOrt().Session)();
-    session.loadModel(g.buffer as ArrayBuffer, g.byteOffset, g.byteLength, sessionOptions([]));
+    session.loadModel(g.buffer as ArrayBuffer, g.byteOffset, g.byteLength, sessionOptions([], threads));
     bmmSessions.set(key, session);
   }
   const shape = [B0, B1, M, N];

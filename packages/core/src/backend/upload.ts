@@ -192,6 +192,17 @@ export class Uploader {
   }
 
   /** Whether non-finite weights are let through (engines that re-derive W from products need to know). */
+  /**
+   * Floats [start, start + count) of tensor `name` (row-major, upcast to float32), read from its file
+   * on each call: for engines that hand a matrix to a native library and read rows back later
+   * (the file stays open while the model lives). The values are the ones loaded and checked.
+   */
+  rangeReader(name: string): (start: number, count: number) => Float32Array {
+    const file = this.src.fileOf(name);
+    const fileName = this.src.info(name).name;
+    return (start, count) => file.readRange(fileName, start, count);
+  }
+
   get nonfiniteAllowed(): boolean {
     return this.allowNonfinite;
   }

@@ -8,6 +8,7 @@
  */
 import type * as tfc from '@tensorflow/tfjs-core';
 import type { GPT2Config } from '../config.js';
+import { gatherRows } from '../backend/copies.js';
 import { tf, tidy } from '../backend/index.js';
 import { SpError, assertInt } from '../errors.js';
 import type { FwdHook } from '../hooks/index.js';
@@ -253,8 +254,7 @@ async function* generateBatch(
       fwdHooks,
       logits: 'last',
     });
-    const idx = tf.tensor1d(rows, 'int32');
-    const tile = <T extends tfc.Tensor>(t: T): T => (n > 1 ? (tf.gather(t, idx) as T) : t);
+    const tile = <T extends tfc.Tensor>(t: T): T => (n > 1 ? gatherRows(t, rows) : t);
     // The prefill logits stay [P, 1, V]: every sample of a prompt reads its prompt's row (tiling
     // them would copy the vocabulary-wide row n times for nothing).
     return { logits: out.logits!, past: out.present.map((kv) => ({ k: tile(kv.k), v: tile(kv.v) })) as KVCache };
@@ -269,13 +269,15 @@ async function* generateBatch(
       const src = (r: number) => (step === 0 ? rows[r] : r); // row of rowsLogits for output row r
       const chosen: number[] = rows.map(() => model.eosTokenId); // finished rows are fed padding
       const active = rows.map((_, r) => r).filter((r) => finish[r] === null);
-      // Processors, then (sampling) the warpers, on float64 copies of a block of rows at a time.
+      // Processors, then (sampling) the warpers, on float64 copies of a block of rows at a time;
+      // with no processor the warpers read the float32 logits themselves (the same values).
+      const row = (r: number) => rowsLogits.subarray(src(r) * V, (src(r) + 1) * V);
       for (let b = 0; b < active.length; b += PROCESSOR_BLOCK) {
         const block = active.slice(b, b + PROCESSOR_BLOCK);
-        const scores = applyProcessors(
+        const scores = processors.length === 0 ? block.map(row) : applyProcessors(
           processors,
           block.map((r) => seqs[r]),
-          block.map((r) => Float64Array.from(rowsLogits.subarray(src(r) * V, (src(r) + 1) * V))),
+          block.map((r) => Float64Array.from(row(r))),
           { rows: block.map((r) => r + firstSample), step },
         );
         block.forEach((r, i) => {

@@ -105,22 +105,24 @@ const { exp, floor: mfloor, min } = Math;
  * with a histogram over the logit range, and only the few candidates at or above the boundary
  * bucket are sorted.
  */
-export function samplingDistribution(logits: Float64Array, p: SamplingParams): { ids: number[]; probs: number[] } {
+export function samplingDistribution(logits: Float64Array | Float32Array, p: SamplingParams): { ids: number[]; probs: number[] } {
   const T = p.temperature;
   if (!(T > 0)) throw new SpError('BAD_INPUT', `temperature must be > 0 when sampling (got ${T})`);
+  // Top-k (when on): the k-th largest logit, ties included, is the cut; the max is in the heap.
+  const topK = p.topK > 0 && p.topK < logits.length;
+  const heap = topK ? kthLargest(logits, p.topK) : undefined;
   let max = -Infinity;
-  for (let i = 0; i < logits.length; i++) if (logits[i] > max) max = logits[i];
+  const scan = heap ?? logits;
+  for (let i = 0; i < scan.length; i++) if (scan[i] > max) max = scan[i];
   if (max === -Infinity) throw new SpError('BAD_INPUT', 'every token is banned: nothing to sample');
   // Tokens more than 50·T below the max have probability < e^-50 relative to the top one; all
   // 50k of them together carry < 1e-17 of the mass, below float64 resolution next to 1. Dropping
   // them keeps the distribution exact in float64 and the step fast.
-  // Top-k first (when on): the k-th largest logit, ties included, is a cut like the floor.
   const floor = max - 50 * T;
-  const cut = p.topK > 0 && p.topK < logits.length ? Math.max(floor, kthLargest(logits, p.topK)) : floor;
-  let ids: Int32Array = new Int32Array(logits.length);
-  let n = 0;
-  for (let i = 0; i < logits.length; i++) if (logits[i] >= cut) ids[n++] = i;
-  ids = ids.subarray(0, n);
+  const cut = heap ? Math.max(floor, heap[0]) : floor;
+  const kept: number[] = [];
+  for (let i = 0; i < logits.length; i++) if (logits[i] >= cut) kept.push(i);
+  let ids: Int32Array = Int32Array.from(kept);
   if (p.topP < 1) {
     const w = new Float64Array(ids.length);
     let z = 0;
@@ -135,8 +137,8 @@ export function samplingDistribution(logits: Float64Array, p: SamplingParams): {
   return { ids: out, probs: w.map((x) => x / z) };
 }
 
-/** The k-th largest value (1 ≤ k ≤ length), with a k-entry min-heap: one pass, most values rejected by one comparison. */
-function kthLargest(values: Float64Array, k: number): number {
+/** The k largest values (1 ≤ k ≤ length) as a min-heap (the k-th largest at [0]): one pass, most values rejected by one comparison. */
+function kthLargest(values: Float64Array | Float32Array, k: number): Float64Array {
   const h = new Float64Array(k);
   for (let i = 0; i < k; i++) {
     const v = values[i];
@@ -163,11 +165,11 @@ function kthLargest(values: Float64Array, k: number): number {
     }
     h[j] = v;
   }
-  return h[0];
+  return h;
 }
 
 /** The ids whose logit is ≥ cut (order kept). */
-function keepFrom(logits: Float64Array, ids: Int32Array, cut: number): Int32Array {
+function keepFrom(logits: Float64Array | Float32Array, ids: Int32Array, cut: number): Int32Array {
   let n = 0;
   const out = new Int32Array(ids.length);
   for (let r = 0; r < ids.length; r++) if (logits[ids[r]] >= cut) out[n++] = ids[r];
@@ -181,7 +183,7 @@ const BUCKETS = 4096;
  * weights (`w[r]` for ids[r]) from the top down (the top-p cut). A histogram over [lo, hi] finds the boundary bucket; only tokens from it upwards are
  * sorted.
  */
-function cutFromTop(logits: Float64Array, ids: Int32Array, lo: number, hi: number, w: Float64Array, need: number): number {
+function cutFromTop(logits: Float64Array | Float32Array, ids: Int32Array, lo: number, hi: number, w: Float64Array, need: number): number {
   const scale = hi > lo ? BUCKETS / (hi - lo) : 0;
   const bucket = new Int32Array(ids.length);
   const mass = new Float64Array(BUCKETS);

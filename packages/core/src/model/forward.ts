@@ -7,6 +7,7 @@
  */
 import type * as tfc from '@tensorflow/tfjs-core';
 import { tf } from '../backend/index.js';
+import { concatPositions } from '../backend/copies.js';
 import { geluNew, layerNorm } from '../backend/kernels.js';
 import type { HookRunner } from '../hooks/index.js';
 import type { Linear } from '../backend/linear.js';
@@ -103,8 +104,8 @@ export function forward(cfg: GPT2Config, w: DeviceWeights, inp: ForwardInput): F
     const kNew = toHeads(hook(p + 'attn.hook_k', heads(k0))) as tfc.Tensor4D;
     const vNew = toHeads(hook(p + 'attn.hook_v', heads(v0))) as tfc.Tensor4D;
     const past = inp.past?.[i];
-    const k = past ? tf.concat([past.k, kNew], 2) : kNew; // [b, h, T, dh]
-    const v = past ? tf.concat([past.v, vNew], 2) : vNew;
+    const k = past ? concatPositions(past.k, kNew) : kNew; // [b, h, T, dh]
+    const v = past ? concatPositions(past.v, vNew) : vNew;
     present.push({ k: k as tfc.Tensor4D, v: v as tfc.Tensor4D });
     let scores = bmm(q, k, true, 1 / Math.sqrt(dh)); // [b, h, s, T]
     scores = hook(p + 'attn.hook_attn_scores', bias ? tf.add(scores, bias) : scores);
