@@ -18,11 +18,14 @@ export function concatPositions(a: tfc.Tensor4D, b: tfc.Tensor4D): tfc.Tensor4D 
   const Tb = b.shape[2];
   if (!heap || b.shape[0] !== B || b.shape[1] !== H || b.shape[3] !== D) return tf.concat([a, b], 2);
   const out = heapTensor<tfc.Tensor4D>(heap.makeOutput([B, H, Ta + Tb, D], 'float32')); // before the views: it may grow the heap
-  const av = heap.typedArrayFromHeap(a), bv = heap.typedArrayFromHeap(b), ov = heap.typedArrayFromHeap(out);
+  // All three live in the one heap: copyWithin on a view of all of it, no view per block.
+  const o = heap.typedArrayFromHeap(out), all = new Float32Array(o.buffer);
+  const pa = heap.typedArrayFromHeap(a).byteOffset >> 2, pb = heap.typedArrayFromHeap(b).byteOffset >> 2, po = o.byteOffset >> 2;
   const na = Ta * D, nb = Tb * D;
   for (let i = 0; i < B * H; i++) {
-    ov.set(av.subarray(i * na, (i + 1) * na), i * (na + nb));
-    ov.set(bv.subarray(i * nb, (i + 1) * nb), i * (na + nb) + na);
+    const dst = po + i * (na + nb);
+    all.copyWithin(dst, pa + i * na, pa + (i + 1) * na);
+    all.copyWithin(dst + na, pb + i * nb, pb + (i + 1) * nb);
   }
   return out;
 }
@@ -34,7 +37,8 @@ export function gatherRows<T extends tfc.Tensor>(t: T, rows: readonly number[]):
   if (!heap || rows.some((r) => !(Number.isInteger(r) && r >= 0 && r < n))) return tf.gather(t, tf.tensor1d(rows as number[], 'int32')) as T;
   const stride = t.size / n;
   const out = heapTensor<T>(heap.makeOutput([rows.length, ...t.shape.slice(1)], 'float32'));
-  const tv = heap.typedArrayFromHeap(t), ov = heap.typedArrayFromHeap(out);
-  rows.forEach((r, i) => ov.set(tv.subarray(r * stride, (r + 1) * stride), i * stride));
+  const o = heap.typedArrayFromHeap(out), all = new Float32Array(o.buffer);
+  const pt = heap.typedArrayFromHeap(t).byteOffset >> 2, po = o.byteOffset >> 2;
+  rows.forEach((r, i) => all.copyWithin(po + i * stride, pt + r * stride, pt + (r + 1) * stride));
   return out;
 }
