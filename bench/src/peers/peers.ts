@@ -2,7 +2,8 @@
  * The peers section of `pnpm bench` (issue #11): sp on each matrix engine vs transformers.js
  * (fp32, onnxruntime-node) vs a numpy reference, on the same random gpt2 checkpoint, same threads,
  * in interleaved rounds: every peer stays loaded in its own process and, round after round, each
- * workload runs on peer A, B, C, A, B, C … so a busy minute on the machine hits all of them alike.
+ * workload runs on every peer in turn (the order rotating each round, after a short idle pause so
+ * no peer's spinning threads eat into the next one's time), so a busy minute hits all of them alike.
  *
  *   pnpm bench -- --peers-only [--rounds 5] [--peers sp-ort,sp-wasm,sp-tfjs,transformers.js,numpy]
  *
@@ -66,6 +67,9 @@ export interface PeersReport {
   skipped: Array<{ peer: string; why: string }>;
   table: string;
 }
+
+/** Idle time before each timed request (longer than OpenBLAS' default busy-wait, ~0.1 s). */
+const SETTLE_MS = 300;
 
 const prompt = (n: number, offset = 0) => Array.from({ length: n }, (_, i) => (1000 + 37 * (i + offset)) % 50000);
 
@@ -193,8 +197,13 @@ export async function runPeers(o: PeersOptions, command: string): Promise<PeersR
     const samples = new Map<string, number[]>();
     for (let r = 0; r < o.rounds; r++) {
       for (const w of WORKLOADS) {
-        for (const { p, f } of peers) {
+        // The order turns each round, so no peer always follows the same one, and each request
+        // waits out the previous peer's threads: OpenBLAS (numpy) and onnxruntime (transformers.js)
+        // spin for a while after a call, on the cores the next peer needs.
+        const order = peers.map((_, i) => peers[(i + r) % peers.length]);
+        for (const { p, f } of order) {
           if (f.figures[w] && 'skipped' in f.figures[w]!) continue;
+          await new Promise((res) => setTimeout(res, SETTLE_MS));
           const rep = await p.ask(req(w, r + 1));
           if (rep.skipped || rep.error) {
             f.figures[w] = { skipped: rep.skipped ?? `error: ${rep.error}` };

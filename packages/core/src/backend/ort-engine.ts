@@ -201,6 +201,7 @@ class OrtLinear implements Linear {
       sl.pool.run(xs, ys, M, K, sl.cols, sl.ids, local, out);
       return;
     }
+    if (gemmThreads() > 1) pool?.park(); // this session's own pool thread needs the other core
     const feeds: Feeds = { x };
     if (this.wInput) feeds.W = { type: 'float32', dims: this.stored === 'in-out' ? [this.inDim, this.outDim] : [this.outDim, this.inDim], data: this.host!, location: 'cpu' };
     this.live.run(feeds, { [out]: y }, {}); // y is written in place (a pre-allocated output)
@@ -435,6 +436,7 @@ export function ortBatchMatMul(a: tfc.Tensor, b: tfc.Tensor, transB: boolean, al
     session.loadModel(g.buffer as ArrayBuffer, g.byteOffset, g.byteLength, sessionOptions([], threads));
     bmmSessions.set(key, session);
   }
+  if (threads > 1) pool?.park();
   const shape = [B0, B1, M, N];
   const heap = wasmHeap();
   const c = heap ? heapTensor(heap.makeOutput(shape, 'float32')) : undefined;

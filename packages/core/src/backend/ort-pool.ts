@@ -21,8 +21,8 @@ import { SpError } from '../errors.js';
 /** Floats of x one chunk may hold (shared by all workers) and of one worker's slice of y. */
 const X_CAP = 1 << 18;
 const Y_CAP = 1 << 19;
-/** A worker's control block (Int32): job sequence number, done number, op, id, rows, output, status, message length. */
-const SEQ = 0, DONE = 1, OP = 2, ID = 3, ROWS = 4, OUT = 5, STATUS = 6, MSG_LEN = 7, CTRL_INTS = 8;
+/** A worker's control block (Int32): job sequence number, done number, op, id, rows, output, status, message length, park. */
+const SEQ = 0, DONE = 1, OP = 2, ID = 3, ROWS = 4, OUT = 5, STATUS = 6, MSG_LEN = 7, PARK = 8, CTRL_INTS = 9;
 const OP_RUN = 1, OP_LOAD_BEGIN = 2, OP_DISPOSE = 3, OP_LOAD_CHUNK = 4, OP_LOAD_END = 5;
 const MSG_BYTES = 1024;
 /** How long a waiting side spins before it sleeps: about the gap between two layers of a decode step. */
@@ -59,7 +59,8 @@ function workerMain(): void {
     const t0 = performance.now();
     let spins = 0;
     while (Atomics.load(ctrl, 0) === seen) {
-      if ((++spins & 255) === 0 && performance.now() - t0 > spinMs) Atomics.wait(ctrl, 0, seen);
+      // Parked (ctrl[8]): a product on onnxruntime's own threads is about to run; free the core now.
+      if (Atomics.load(ctrl, 8) === 1 || ((++spins & 255) === 0 && performance.now() - t0 > spinMs)) Atomics.wait(ctrl, 0, seen);
     }
     seen = Atomics.load(ctrl, 0);
     try {
@@ -162,6 +163,7 @@ export class OrtPool {
   private post(w: PoolWorker, op: number, id: number, rows = 0, out = 0): void {
     if (w.dead) throw new SpError('UNSUPPORTED', w.dead);
     const c = w.ctrl;
+    c[PARK] = 0;
     c[OP] = op;
     c[ID] = id;
     c[ROWS] = rows;
@@ -182,6 +184,15 @@ export class OrtPool {
       if (dt > TIMEOUT_MS) throw new SpError('UNSUPPORTED', `onnxruntime worker thread did not answer in ${TIMEOUT_MS / 1000} s`);
     }
     if (c[STATUS] !== 0) throw new SpError('UNSUPPORTED', `onnxruntime (worker thread): ${new TextDecoder().decode(w.msg.slice(0, c[MSG_LEN]))}`);
+  }
+
+  /**
+   * Tells spinning workers to sleep now: called before a product that runs on onnxruntime's own
+   * threads (the unembedding, large attention products), whose pool thread needs the core a
+   * spinning worker holds (measured: a 2 ms spin made the 8-row unembedding ~30% slower).
+   */
+  park(): void {
+    for (const w of this.workers) Atomics.store(w.ctrl, PARK, 1);
   }
 
   /** Builds slice `s` on worker `i` (its W and b sent in chunks through the x region); returns its id there. */
