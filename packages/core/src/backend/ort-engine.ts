@@ -1,13 +1,16 @@
 /**
  * The onnxruntime engine (wasm and cpu backends, when the optional `onnxruntime-node` is installed):
- * every Linear is one ONNX session (onnx-graph.ts) whose MatMul/Gemm runs onnxruntime's MLAS
- * kernels (AVX2/AVX-512 FMA), W an initializer that onnxruntime prepacks once.
+ * every Linear is ONNX sessions (onnx-graph.ts) whose MatMul/Gemm runs onnxruntime's MLAS kernels
+ * (AVX2/AVX-512 FMA), W an initializer that onnxruntime prepacks once. Block layers are cut into
+ * column slices, one per thread, each a one-thread session, the slices past the first on the
+ * worker pool of ort-pool.ts; the unembedding is one session on onnxruntime's own threads.
  *
  * The forward pass is synchronous tfjs, so layers run through the binding's synchronous
  * `InferenceSession.run` (the public `session.run` wraps it in a promise). That is an internal API:
  * it is checked when the package is loaded, and a moved one is a one-line SpError, never a crash.
  * Measured here: ~7 µs per call beyond the product itself; x is read from and y written into the
- * tfjs wasm heap in place (pre-allocated outputs), so a call copies nothing.
+ * tfjs wasm heap in place (pre-allocated outputs); a sliced layer copies x and the workers' part of
+ * y through shared memory (rows · (in + out) floats).
  *
  * Memory: one copy of each W. Every W is an initializer: onnxruntime copies it when the session is
  * built and keeps only its packed copy. Block layers give W back on demand (`weight()`, norms,
