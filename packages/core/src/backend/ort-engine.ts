@@ -414,44 +414,56 @@ export const ortEngine: Engine = {
   },
 };
 
-const bmmSessions = new Map<string, NativeSession>();
+/** Sessions without weights (attention's batched products), by graph and thread count, kept for the process. */
+const graphSessions = new Map<string, NativeSession>();
 
-/**
- * alpha · a @ b (transB: @ bᵀ) for rank-4 float32 tensors with equal leading dims, in onnxruntime
- * (attention's QKᵀ and pattern·V: tfjs' batched matmul on wasm is scalar code). tfjs' own matMul
- * under a gradient tape, where the native product would be invisible. One session per
- * (transB, alpha), kept for the process: they hold no weights.
- */
-export function ortBatchMatMul(a: tfc.Tensor, b: tfc.Tensor, transB: boolean, alpha = 1): tfc.Tensor {
-  const [B0, B1, M, K] = a.shape as number[];
-  const N = transB ? b.shape[2]! : b.shape[3]!;
-  const plain = () => tfjsBatchMatMul(a, b, transB, alpha);
-  if (tf.engine().state.gradientDepth > 0 || a.rank !== 4 || b.rank !== 4 || b.shape[0] !== B0 || b.shape[1] !== B1 || (transB ? b.shape[3] : b.shape[2]) !== K || a.dtype !== 'float32' || b.dtype !== 'float32' || a.size === 0 || b.size === 0) return plain();
-  // Small products (decode steps over short contexts) run faster on the calling thread alone than
-  // split: waking a pool thread costs more than it saves below ~1M multiply-adds (measured: 8 rows
-  // × 12 heads at 66 keys, QKᵀ + pattern·V 200 → 160 µs; at 500 keys two threads win, 1.0 vs 1.7 ms).
-  const threads = B0 * B1 * M * N * K < 1 << 20 ? 1 : gemmThreads();
-  const key = `${transB ? 1 : 0}:${alpha}:${threads}`;
-  let session = bmmSessions.get(key);
+function graphSession(key: string, threads: number, graph: () => Uint8Array): NativeSession {
+  let session = graphSessions.get(`${key}:${threads}`);
   if (!session) {
-    const g = batchMatMulGraph(transB, alpha);
+    const g = graph();
     session = new (requireOrt().Session)();
     session.loadModel(g.buffer as ArrayBuffer, g.byteOffset, g.byteLength, sessionOptions([], threads));
-    bmmSessions.set(key, session);
+    graphSessions.set(`${key}:${threads}`, session);
   }
-  if (threads > 1) pool?.park();
-  const shape = [B0, B1, M, N];
+  if (threads > 1) pool?.park(); // the session's own pool thread needs the other core
+  return session;
+}
+
+/**
+ * Small products (decode steps over short contexts) run faster on the calling thread alone than
+ * split: waking a pool thread costs more than it saves below ~1M multiply-adds (measured: 8 rows ×
+ * 12 heads at 66 keys, QKᵀ + pattern·V 200 → 160 µs; at 500 keys two threads win, 1.0 vs 1.7 ms).
+ */
+const threadsFor = (macs: number) => (macs < 1 << 20 ? 1 : gemmThreads());
+
+/** Runs `session` on rank-4 float32 inputs read in place from the heap, into a new [shape] output. */
+function runOnHeap(session: NativeSession, inputs: Record<string, tfc.Tensor>, out: string, shape: number[]): tfc.Tensor {
   const heap = wasmHeap();
-  const c = heap ? heapTensor(heap.makeOutput(shape, 'float32')) : undefined;
+  const c = heap ? heapTensor(heap.makeOutput(shape, 'float32')) : undefined; // before the views: it may grow the heap
   try {
-    const as = heap ? heap.typedArrayFromHeap(a) : (a.dataSync() as Float32Array);
-    const bs = heap ? heap.typedArrayFromHeap(b) : (b.dataSync() as Float32Array);
-    const cs = c ? heap!.typedArrayFromHeap(c) : new Float32Array(B0 * B1 * M * N);
     const t = (dims: number[], data: Float32Array): OrtTensor => ({ type: 'float32', dims, data, location: 'cpu' });
-    session.run({ a: t([B0, B1, M, K], as), b: t(b.shape as number[], bs) }, { c: t(shape, cs) }, {});
+    const feeds: Feeds = {};
+    for (const [name, x] of Object.entries(inputs)) feeds[name] = t(x.shape as number[], heap ? heap.typedArrayFromHeap(x) : (x.dataSync() as Float32Array));
+    const cs = c ? heap!.typedArrayFromHeap(c) : new Float32Array(shape.reduce((a, b) => a * b, 1));
+    session.run(feeds, { [out]: t(shape, cs) }, {});
     return c ?? tf.tensor(cs, shape, 'float32');
   } catch (e) {
     c?.dispose();
     throw e;
   }
+}
+
+const rank4 = (...ts: tfc.Tensor[]) => ts.every((t) => t.rank === 4 && t.dtype === 'float32' && t.size > 0);
+
+/**
+ * alpha · a @ b (transB: @ bᵀ) for rank-4 float32 tensors with equal leading dims, in onnxruntime
+ * (attention's QKᵀ and pattern·V: tfjs' batched matmul on wasm is scalar code). tfjs' own matMul
+ * under a gradient tape, where the native product would be invisible.
+ */
+export function ortBatchMatMul(a: tfc.Tensor, b: tfc.Tensor, transB: boolean, alpha = 1): tfc.Tensor {
+  const [B0, B1, M, K] = a.shape as number[];
+  const N = transB ? b.shape[2]! : b.shape[3]!;
+  if (tf.engine().state.gradientDepth > 0 || !rank4(a, b) || b.shape[0] !== B0 || b.shape[1] !== B1 || (transB ? b.shape[3] : b.shape[2]) !== K) return tfjsBatchMatMul(a, b, transB, alpha);
+  const session = graphSession(`bmm:${transB ? 1 : 0}:${alpha}`, threadsFor(B0 * B1 * M * N * K), () => batchMatMulGraph(transB, alpha));
+  return runOnHeap(session, { a, b }, 'c', [B0, B1, M, N]);
 }
