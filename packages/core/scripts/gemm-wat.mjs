@@ -16,8 +16,14 @@
  *
  * Generated (not hand-written) because the unrolled bodies are long; scripts/build-gemm-wasm.mjs
  * assembles it with wabt into src/backend/gemm/wasm-binary.ts.
+ *
+ * `relaxed`: the multiply-add of the inner loop as relaxed SIMD's f32x4.relaxed_madd (one fused FMA
+ * where the CPU has it: Node ≥ 22 on x86-64 and arm64) instead of f32x4.mul + f32x4.add. Its results
+ * may differ from the plain kernel's in the last bits (one rounding instead of two), so it is a
+ * separate binary; the plain one stays bit for bit what it was. Either is batch-invariant.
  */
-export function gemmWat() {
+export function gemmWat({ relaxed = false } = {}) {
+  fma = relaxed;
   return `(module
  (import "env" "mem" (memory 1 65536 shared))
  (func (export "gemm") (param $W i32) (param $x i32) (param $y i32) (param $bias i32) (param $Kp i32) (param $N i32)
@@ -33,6 +39,10 @@ ${NONFINITE}
 )
 `;
 }
+
+let fma = false;
+/** a + b · c, as the kernel variant does it. */
+const madd = (a, b, c) => (fma ? `(f32x4.relaxed_madd ${b} ${c} ${a})` : `(f32x4.add ${a} (f32x4.mul ${b} ${c}))`);
 
 const ACC = 2; // accumulators per output: even and odd 4-float groups, to hide the add latency
 const MB_MAX = 4; // input rows per block
@@ -79,7 +89,7 @@ function mLoop(MB) {
     body.push(`(local.set $vw (v128.load offset=${off} ${get('pw')}))`);
     for (let i = 0; i < MB; i++) body.push(`(local.set $vx${i} (v128.load offset=${off} ${get(`px${i}`)}))`);
     const q = u % ACC;
-    for (let i = 0; i < MB; i++) body.push(`(local.set $a${i}${q} (f32x4.add ${get(`a${i}${q}`)} (f32x4.mul ${get('vw')} ${get(`vx${i}`)})))`);
+    for (let i = 0; i < MB; i++) body.push(`(local.set $a${i}${q} ${madd(get(`a${i}${q}`), get('vw'), get(`vx${i}`))})`);
   }
   // Walking pointers (bumped by 64 bytes per step) rather than base + index: one add per stream
   // per step instead of one per load.

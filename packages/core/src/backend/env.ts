@@ -69,6 +69,17 @@ export function engineFromEnv(): EngineChoice | undefined {
   return v === undefined || v === '' ? undefined : parseEngine('SP_ENGINE', v);
 }
 
+/**
+ * $SP_RELAXED_SIMD: 0 keeps sp's wasm kernel on plain SIMD (bit for bit as before) where relaxed
+ * SIMD's FMA is available; 1 or unset: the FMA kernel when the runtime validates it.
+ */
+export function relaxedSimdFromEnv(): boolean {
+  const v = process.env.SP_RELAXED_SIMD;
+  if (v === undefined || v === '' || v === '1') return true;
+  if (v === '0') return false;
+  throw new SpError('BAD_INPUT', `SP_RELAXED_SIMD must be 0 or 1 (got "${v}")`);
+}
+
 /** Check every variable at once (the CLI calls this before any command; model loading does too). */
 export function checkEnv(): void {
   backendFromEnv();
@@ -76,4 +87,5 @@ export function checkEnv(): void {
   threadsFromEnv('SP_WASM_THREADS');
   matmulFromEnv();
   engineFromEnv();
+  relaxedSimdFromEnv();
 }

@@ -3,8 +3,8 @@
  * the committed binary matches its generator, values for awkward shapes and partial ranges, and
  * batch invariance (a row's result does not depend on the rows computed with it).
  */
-import { Arena, gemmSupported, padK } from '../../src/backend/gemm/arena.js';
-import { GEMM_WASM_BASE64 } from '../../src/backend/gemm/wasm-binary.js';
+import { Arena, gemmKernelKind, gemmSupported, padK } from '../../src/backend/gemm/arena.js';
+import { GEMM_RELAXED_WASM_BASE64, GEMM_WASM_BASE64 } from '../../src/backend/gemm/wasm-binary.js';
 import { firstBad, firstBitDiff, layout, randArray, readY, refGemm, type Layout } from './reference.js';
 
 // A variable specifier: the .mjs scripts have no type declarations.
@@ -253,5 +253,56 @@ describe('transpose (the loader turns Conv1D [in, out] into [out, in] rows with 
     }
     for (let i = cols * stride; i < cols * stride + 64; i++) expect(got[d / 4 + i]).toBe(-7);
     expect(Array.from(got.subarray(s / 4, s / 4 + rows * cols))).toEqual(Array.from(src)); // source intact
+  });
+});
+
+// Both binaries, each instantiated on an arena's memory: the plain SIMD kernel (every runtime) and the
+// relaxed-SIMD FMA one where the runtime validates it (Node ≥ 22; on Node 20 that case is skipped).
+const plainBytes = Buffer.from(GEMM_WASM_BASE64, 'base64');
+const fmaBytes = Buffer.from(GEMM_RELAXED_WASM_BASE64, 'base64');
+const hasRelaxed = WebAssembly.validate(fmaBytes);
+
+test(`gemmModule runs the FMA kernel exactly where the runtime validates it (here: ${hasRelaxed ? 'yes' : 'no'})`, () => {
+  expect(WebAssembly.validate(plainBytes)).toBe(true);
+  expect(gemmKernelKind()).toBe(hasRelaxed && process.env.SP_RELAXED_SIMD !== '0' ? 'fma' : 'simd');
+});
+
+describe.each([['plain SIMD', plainBytes, true], ['relaxed-SIMD FMA', fmaBytes, hasRelaxed]] as const)('%s binary, instantiated directly', (_name, bytes, available) => {
+  const maybe = available ? test : test.skip;
+  const kernelOn = (arena: Arena) => {
+    const inst = new WebAssembly.Instance(new WebAssembly.Module(bytes), { env: { mem: arena.memory } });
+    return inst.exports.gemm as (W: number, x: number, y: number, bias: number, Kp: number, N: number, n0: number, n1: number, m0: number, m1: number) => void;
+  };
+
+  maybe('shapes K ∈ {1..100}, N ∈ {1..33}, M ∈ 1..9: error ≤ 1e-6 · Σ|x·w|', () => {
+    const arena = new Arena(1 << 20);
+    const gemm = kernelOn(arena);
+    let seed = 5000;
+    for (const K of [1, 15, 16, 17, 37, 100]) {
+      for (const N of [1, 5, 33]) {
+        for (const M of [1, 4, 5, 9]) {
+          const x = randArray(M * K, seed++, 2), W = randArray(N * K, seed++, 0.5), bias = randArray(N, seed++, 1);
+          const l = layout(arena, x, W, bias, M, N, K);
+          poisonY(arena, l);
+          gemm(l.W, l.x, l.y, l.bias, l.Kp, l.N, 0, l.N, 0, l.M);
+          const { y, mag } = refGemm(x, W, bias, M, N, K);
+          const got = readY(arena, l);
+          const bad = firstBad(got, y, mag);
+          if (bad !== -1) throw new Error(`K=${K} N=${N} M=${M}: y[${bad}] = ${got[bad]}, want ${y[bad]}`);
+        }
+      }
+    }
+  });
+
+  maybe('batch invariance: each of 9 rows computed alone equals the 9-row call, bit for bit', () => {
+    const arena = new Arena(1 << 20);
+    const gemm = kernelOn(arena);
+    const K = 100, N = 17, M = 9;
+    const l = layout(arena, randArray(M * K, 77, 2), randArray(N * K, 78, 0.5), randArray(N, 79, 1), M, N, K);
+    gemm(l.W, l.x, l.y, l.bias, l.Kp, l.N, 0, l.N, 0, l.M);
+    const all = Float32Array.from(readY(arena, l));
+    poisonY(arena, l);
+    for (let m = 0; m < M; m++) gemm(l.W, l.x, l.y, l.bias, l.Kp, l.N, 0, l.N, m, m + 1);
+    expect(firstBitDiff(readY(arena, l), all)).toBe(-1);
   });
 });

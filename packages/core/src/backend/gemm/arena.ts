@@ -5,7 +5,8 @@
  * place: nothing is copied per call except the (small) activations.
  */
 import { SpError } from '../../errors.js';
-import { GEMM_WASM_BASE64 } from './wasm-binary.js';
+import { relaxedSimdFromEnv } from '../env.js';
+import { GEMM_RELAXED_WASM_BASE64, GEMM_WASM_BASE64 } from './wasm-binary.js';
 
 const PAGE = 65536;
 const MAX_PAGES = 65536; // wasm32: 4 GiB
@@ -15,10 +16,25 @@ export const SCRATCH_BYTES = 256 << 20;
 export type GemmFn = (W: number, x: number, y: number, bias: number, Kp: number, N: number, n0: number, n1: number, m0: number, m1: number) => void;
 
 let module: WebAssembly.Module | undefined;
-/** The compiled kernel (compiled once per process; workers receive the same Module). */
+let kind: 'fma' | 'simd' | undefined;
+/**
+ * The compiled kernel (compiled once per process; workers receive the same Module): the relaxed-SIMD
+ * FMA variant where the runtime validates it (Node ≥ 22) and $SP_RELAXED_SIMD is not 0, else the
+ * plain SIMD one, bit for bit as it always was.
+ */
 export function gemmModule(): WebAssembly.Module {
-  module ??= new WebAssembly.Module(Buffer.from(GEMM_WASM_BASE64, 'base64'));
+  if (!module) {
+    const relaxed = Buffer.from(GEMM_RELAXED_WASM_BASE64, 'base64');
+    kind = relaxedSimdFromEnv() && WebAssembly.validate(relaxed) ? 'fma' : 'simd';
+    module = new WebAssembly.Module(kind === 'fma' ? relaxed : Buffer.from(GEMM_WASM_BASE64, 'base64'));
+  }
   return module;
+}
+
+/** Which kernel this process runs: 'fma' (relaxed SIMD's f32x4.relaxed_madd) or 'simd' (mul + add). */
+export function gemmKernelKind(): 'fma' | 'simd' {
+  gemmModule();
+  return kind!;
 }
 
 let supported: boolean | undefined;
