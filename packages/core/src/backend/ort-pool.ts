@@ -17,18 +17,22 @@
  */
 import { MessageChannel, Worker, type MessagePort } from 'node:worker_threads';
 import { SpError } from '../errors.js';
+import { workerSource } from '../platform.js';
 
 /** Floats of x one chunk may hold (shared by all workers) and of one worker's slice of y. */
 const X_CAP = 1 << 18;
 const Y_CAP = 1 << 19;
 /** A worker's control block (Int32): job sequence number, done number, op, id, rows, output, status, message length, park. */
-const SEQ = 0, DONE = 1, OP = 2, ID = 3, ROWS = 4, OUT = 5, STATUS = 6, MSG_LEN = 7, PARK = 8, CTRL_INTS = 9;
+const SEQ = 0, DONE = 1, OP = 2, ID = 3, ROWS = 4, OUT = 5, STATUS = 6, MSG_LEN = 7, PARK = 8, READY = 9, CTRL_INTS = 10;
 const OP_RUN = 1, OP_LOAD_BEGIN = 2, OP_DISPOSE = 3, OP_LOAD_CHUNK = 4, OP_LOAD_END = 5;
 const MSG_BYTES = 1024;
 /** How long a waiting side spins before it sleeps: about the gap between two layers of a decode step. */
 const SPIN_MS = 2;
 /** A worker that has not answered in this long is reported (a stuck native call), not waited on forever. */
 const TIMEOUT_MS = 600_000;
+/** A worker that has not started in this long is reported (its error event cannot arrive while this thread waits). */
+const START_MS = 30_000;
+
 
 /**
  * The worker: one-thread sessions for its slices, run on request. Self-contained (it is eval'd);
@@ -44,6 +48,7 @@ function workerMain(): void {
   // eslint-disable-next-line @typescript-eslint/no-require-imports
   const b = require(bindingPath);
   b.initOrt();
+  Atomics.store(new Int32Array(ctrlSab), 9, 1); // ready
   type Resizable = ArrayBuffer & { resize(n: number): void };
   const ctrl = new Int32Array(ctrlSab);
   const xShared = new Float32Array(xSab), yShared = new Float32Array(ySab);
@@ -146,7 +151,7 @@ export class OrtPool {
       const ySab = new SharedArrayBuffer(Y_CAP * 4);
       const msgSab = new SharedArrayBuffer(MSG_BYTES);
       const { port1, port2 } = new MessageChannel();
-      const worker = new Worker(`(${workerMain.toString()})()`, {
+      const worker = new Worker(workerSource(workerMain), {
         eval: true,
         workerData: { bindingPath: this.bindingPath, ctrlSab, xSab: this.x.buffer, ySab, msgSab, port: port2, spinMs: SPIN_MS, xCap: X_CAP, yCap: Y_CAP },
         transferList: [port2],
@@ -156,6 +161,15 @@ export class OrtPool {
       const w: PoolWorker = { worker, port: port1, ctrl: new Int32Array(ctrlSab), y: new Float32Array(ySab), msg: new Uint8Array(msgSab), seq: 0 };
       worker.on('error', (e) => (w.dead = `onnxruntime worker thread failed: ${String(e?.message ?? e).split('\n')[0]}`));
       worker.on('exit', (code) => (w.dead ??= `onnxruntime worker thread exited (${code})`));
+      // Started before it is used: a worker that fails at start would otherwise be waited on for good.
+      const t0 = performance.now();
+      while (Atomics.load(w.ctrl, READY) !== 1) {
+        if (performance.now() - t0 > START_MS) {
+          void worker.terminate();
+          throw new SpError('UNSUPPORTED', `onnxruntime worker thread did not start in ${START_MS / 1000} s`);
+        }
+        Atomics.wait(w.ctrl, READY, 0, 20);
+      }
       this.workers.push(w);
     }
   }

@@ -9,11 +9,13 @@
  */
 import { MessageChannel, receiveMessageOnPort, Worker, type MessagePort } from 'node:worker_threads';
 import { SpError } from '../errors.js';
+import { workerSource } from '../platform.js';
 import { cellStats, expTable, type CellStats } from './cell-stats.js';
 
 /** Fewest rows (cells × R) worth the round trip (a worker's reply takes ~0.1 ms; 64 rows ~30 ms of work). */
 const MIN_ROWS = 64;
 const TIMEOUT_MS = 600_000;
+const START_MS = 30_000;
 
 interface Resizable extends ArrayBuffer {
   resize(bytes: number): void;
@@ -36,6 +38,7 @@ function workerMain(): void {
   const { workerData } = require('node:worker_threads') as typeof import('node:worker_threads');
   const { port, flagSab } = workerData as { port: import('node:worker_threads').MessagePort; flagSab: SharedArrayBuffer };
   const flag = new Int32Array(flagSab);
+  Atomics.store(flag, 1, 1); // ready
   let T: Float64Array | undefined;
   port.on('message', (m: { seq: number; buf: ArrayBuffer; cells: number; R: number; outRow: number; V: number; k: number; stats: boolean; targets?: number[][]; table?: Float64Array }) => {
     T ??= m.table;
@@ -56,14 +59,22 @@ function workerMain(): void {
 
 function statsWorker(): StatsWorker {
   if (w && !w.dead) return w;
-  const flagSab = new SharedArrayBuffer(4);
+  const flagSab = new SharedArrayBuffer(8); // [0]: last answered job, [1]: started
   const { port1, port2 } = new MessageChannel();
-  const worker = new Worker(`globalThis.cellStats = ${cellStats.toString()};\n(${workerMain.toString()})()`, { eval: true, workerData: { port: port2, flagSab }, transferList: [port2] });
+  const worker = new Worker(workerSource(workerMain, `globalThis.cellStats = ${cellStats.toString()};\n`), { eval: true, workerData: { port: port2, flagSab }, transferList: [port2] });
   worker.unref();
   port1.unref();
   const sw: StatsWorker = { worker, port: port1, flag: new Int32Array(flagSab), seq: 0, sentTable: false };
   worker.on('error', (e) => (sw.dead = `lens worker thread failed: ${String(e?.message ?? e).split('\n')[0]}`));
   worker.on('exit', (code) => (sw.dead ??= `lens worker thread exited (${code})`));
+  const t0 = performance.now();
+  while (Atomics.load(sw.flag, 1) !== 1) {
+    if (performance.now() - t0 > START_MS) {
+      void worker.terminate();
+      throw new SpError('UNSUPPORTED', `lens worker thread did not start in ${START_MS / 1000} s`);
+    }
+    Atomics.wait(sw.flag, 1, 0, 20);
+  }
   return (w = sw);
 }
 

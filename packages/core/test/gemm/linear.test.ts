@@ -9,9 +9,9 @@ import { Arena, padK } from '../../src/backend/gemm/arena.js';
 import { TensorLinear, type Linear } from '../../src/backend/linear.js';
 import { PackedLinear } from '../../src/backend/gemm/packed-linear.js';
 import { ortLinear } from '../../src/backend/ort-engine.js';
-import { firstBitDiff, randArray } from './reference.js';
+import { firstBitDiff, maxRelErr, randArray, refDense } from './reference.js';
 
-const { abs, max, sqrt } = Math;
+const { sqrt } = Math;
 const K = 37; // padded to 48
 const N = 53;
 
@@ -19,24 +19,7 @@ const W = randArray(K * N, 7, 0.5); // [in, out], HF Conv1D layout
 const bias = randArray(N, 8, 1);
 
 /** Float64 reference of x [M, K] @ W + bias → [M, N]. */
-function refApply(x: ArrayLike<number>, M: number, withBias = true): Float64Array {
-  const y = new Float64Array(M * N);
-  for (let m = 0; m < M; m++) {
-    for (let j = 0; j < N; j++) {
-      let s = withBias ? bias[j] : 0;
-      for (let i = 0; i < K; i++) s += x[m * K + i] * W[i * N + j];
-      y[m * N + j] = s;
-    }
-  }
-  return y;
-}
-
-function maxRelErr(got: ArrayLike<number>, want: ArrayLike<number>): number {
-  if (got.length !== want.length) return Infinity;
-  let e = 0;
-  for (let i = 0; i < want.length; i++) e = max(e, abs(got[i] - want[i]) / max(1, abs(want[i])));
-  return e;
-}
+const refApply = (x: ArrayLike<number>, M: number, withBias = true): Float64Array => refDense(x, W, withBias ? bias : undefined, M, K, N);
 
 function packed(withBias = true): { layer: PackedLinear; arena: Arena } {
   const Kp = padK(K);

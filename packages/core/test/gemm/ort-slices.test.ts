@@ -9,33 +9,17 @@
 import { initBackend, tf } from '../../src/backend/index.js';
 import { ortLinear } from '../../src/backend/ort-engine.js';
 import type { Linear } from '../../src/backend/linear.js';
-import { firstBitDiff, randArray } from './reference.js';
+import { firstBitDiff, maxRelErr, randArray, refDense } from './reference.js';
 
-const { abs, max, sqrt } = Math;
+const { sqrt } = Math;
 const K = 37;
 const N = 100; // three slices at SP_THREADS=3: 48 + 48 + 4 columns
 
 const W = randArray(K * N, 21, 0.5); // [in, out]
 const bias = randArray(N, 22, 1);
 
-function refApply(x: ArrayLike<number>, M: number, withBias: boolean): Float64Array {
-  const y = new Float64Array(M * N);
-  for (let m = 0; m < M; m++) {
-    for (let j = 0; j < N; j++) {
-      let s = withBias ? bias[j] : 0;
-      for (let i = 0; i < K; i++) s += x[m * K + i] * W[i * N + j];
-      y[m * N + j] = s;
-    }
-  }
-  return y;
-}
-
-function maxRelErr(got: ArrayLike<number>, want: ArrayLike<number>): number {
-  if (got.length !== want.length) return Infinity;
-  let e = 0;
-  for (let i = 0; i < want.length; i++) e = max(e, abs(got[i] - want[i]) / max(1, abs(want[i])));
-  return e;
-}
+/** Float64 reference of x [M, K] @ W + bias → [M, N]. */
+const refApply = (x: ArrayLike<number>, M: number, withBias = true): Float64Array => refDense(x, W, withBias ? bias : undefined, M, K, N);
 
 function withThreads<T>(n: string, fn: () => T): T {
   const prev = process.env.SP_THREADS;

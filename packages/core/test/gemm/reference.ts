@@ -105,3 +105,24 @@ export function layout(arena: Arena, x: Float32Array, W: Float32Array, bias: Flo
 export function readY(arena: Arena, l: Layout): Float32Array {
   return arena.f32().slice(l.y / 4, l.y / 4 + l.M * l.N);
 }
+
+/** Float64 reference of a dense layer: x [M, K] @ W [K, N] (+ bias [N]) → [M, N]. */
+export function refDense(x: ArrayLike<number>, W: ArrayLike<number>, bias: ArrayLike<number> | undefined, M: number, K: number, N: number): Float64Array {
+  const y = new Float64Array(M * N);
+  for (let m = 0; m < M; m++) {
+    for (let j = 0; j < N; j++) {
+      let s = bias ? bias[j] : 0;
+      for (let i = 0; i < K; i++) s += x[m * K + i] * W[i * N + j];
+      y[m * N + j] = s;
+    }
+  }
+  return y;
+}
+
+/** Largest |got − want| / max(1, |want|); Infinity when the lengths differ. */
+export function maxRelErr(got: ArrayLike<number>, want: ArrayLike<number>): number {
+  if (got.length !== want.length) return Infinity;
+  let e = 0;
+  for (let i = 0; i < want.length; i++) e = Math.max(e, Math.abs(got[i] - want[i]) / Math.max(1, Math.abs(want[i])));
+  return e;
+}
