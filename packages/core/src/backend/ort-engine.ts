@@ -296,13 +296,13 @@ class OrtLinear implements Linear {
  * One layer y = x @ W + b in onnxruntime. `w`: W as `stored` ([in, out] or [out, in]); `keep`: hold
  * on to `w` (the caller must not reuse it then), else onnxruntime's copy is the only one.
  */
-export function ortLinear(inDim: number, outDim: number, stored: 'in-out' | 'out-in', w: Float32Array, b: Float32Array | undefined, keep: boolean, what = 'linear', fromFile?: (start: number, count: number) => Float32Array): Linear {
+export function ortLinear(inDim: number, outDim: number, stored: 'in-out' | 'out-in', w: Float32Array, b: Float32Array | undefined, keep: boolean, what = 'linear', fromFile?: (start: number, count: number) => Float32Array, sliced = true): Linear {
   const ort = requireOrt();
   // A kept W is fed at every run (no second copy in onnxruntime).
   const wInput = keep;
   // Block-sized layers are sliced over the pool (ort-pool.ts); the unembedding is faster whole, on
   // onnxruntime's own threads (measured at 1, 8 and 832 rows: 4.4 / 7.4 / 286 ms whole, 5.6 / 7.6 / 360 sliced).
-  const parts = wInput || inDim * outDim > SLICED_MAX ? 1 : Math.min(gemmThreads(), Math.floor(outDim / 16));
+  const parts = !sliced || wInput || !sliceable(inDim, outDim) ? 1 : Math.min(gemmThreads(), Math.floor(outDim / 16));
   if (parts > 1) return slicedLinear(ort, inDim, outDim, stored, w, b, parts, what, fromFile);
   const graph = linearGraph(inDim, outDim, stored, b !== undefined, wInput);
   const files = wInput ? [] : [{ path: W_FILE, data: bytes(w) }];
@@ -324,6 +324,13 @@ function loadSession(ort: Ort, graph: Uint8Array, options: object, what: string)
 let pool: OrtPool | undefined;
 /** Largest W (floats) cut into slices: GPT-2 xl's MLP layers (1600 × 6400) are 10.2M. */
 const SLICED_MAX = 1 << 24;
+const sliceable = (inDim: number, outDim: number) => inDim * outDim <= SLICED_MAX && outDim >= 32;
+/**
+ * Fewest bytes of sliceable weights for which a model uses the pool: a worker thread costs 10 MB
+ * (Node 20) to 18 MB (Node 24) of its own, worth it where it saves ~1.5 ms of a decode step (GPT-2
+ * small's blocks are 340 MB), not for toy models whose products take microseconds.
+ */
+const POOL_MIN_BYTES = 128 << 20;
 /** Slice 0's W and b while its session is built (onnxruntime copies them), reused by every layer of a load. */
 let sliceBuf = new Float32Array(0);
 
@@ -392,6 +399,7 @@ export const ortEngine: Engine = {
     const most = Math.max(0, ...specs.filter((s) => !keeps(s)).map(size));
     const scratch = resizableBuffer(most * 4);
     const linears: Linear[] = new Array(specs.length);
+    const pooled = specs.reduce((a, s) => a + (!keeps(s) && sliceable(s.inDim, s.outDim) ? s.inDim * s.outDim * 4 : 0), 0) >= POOL_MIN_BYTES;
     try {
       for (const i of order) {
         const s = specs[i];
@@ -400,7 +408,7 @@ export const ortEngine: Engine = {
         const w = up.floats(s.weight, size(s), keep ? undefined : new Float32Array(scratch, 0, size(s)));
         const b = s.bias === undefined ? undefined : up.floats(s.bias, s.outDim);
         const fromFile = s.stored === 'out-in' && !keep ? up.rangeReader(s.weight) : undefined;
-        linears[i] = ortLinear(s.inDim, s.outDim, s.stored, w, b, keep, s.weight, fromFile);
+        linears[i] = ortLinear(s.inDim, s.outDim, s.stored, w, b, keep, s.weight, fromFile, pooled);
       }
       scratch.resize(0);
       releaseSliceBuffers();

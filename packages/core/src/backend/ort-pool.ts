@@ -7,7 +7,8 @@
  * calls), so each call wakes that session's sleeping pool thread, and a spinning pool per session
  * (49 of them) starves the machine. These workers spin briefly between jobs on a shared control
  * block (then sleep), as one pool for every layer. Measured on 2 cores, GPT-2 small's 48 block
- * layers: 17.9 → 16.4 ms per decode step at 1 row, 23.8 → 21.5 ms at 8 rows.
+ * layers: 17.9 → 16.4 ms per decode step at 1 row, 23.8 → 21.5 ms at 8 rows. A worker costs
+ * 10–18 MB of its own, so models with few block weights do without (ort-engine.ts, POOL_MIN_BYTES).
  *
  * onnxruntime-node reads tensors only from plain (not shared) ArrayBuffers, so x and each slice's
  * y cross threads through SharedArrayBuffer regions with one copy each (small next to the product:

@@ -5,8 +5,8 @@
  */
 import fs from 'node:fs';
 import vm from 'node:vm';
-import { gpt2 } from '@sp/core';
-import { engineInfo } from '@sp/core/internals';
+import { gpt2, initBackend } from '@sp/core';
+import { engineInfo, engineName } from '@sp/core/internals';
 
 // Jest's test context has no `gc`; a fresh context made while --expose-gc is on does.
 const gc = vm.runInNewContext('gc') as () => void;
@@ -22,6 +22,10 @@ test('load / forward / dispose cycles', async () => {
   const cycles = Number(process.env.SP_RSS_CYCLES);
   const rss: number[] = [];
   let arenas = 0, engine = '';
+  // The baseline has the backend and the engine's native library loaded (onnxruntime's is ~35 MB of
+  // code and tables): fixed costs of the process, not copies of a model's weights.
+  await initBackend('wasm');
+  engineName();
   await settle();
   const before = process.memoryUsage().rss;
   let peak = 0, held = 0;

@@ -36,8 +36,8 @@ test.each(['wasm', 'ort'])('engine %s: 8 load/forward/dispose cycles of a 214 MB
   const { rss } = r0;
   expect(r0.engine).toBe(engine);
   expect(r0.arenas).toBe(engine === 'wasm' ? 1 : 0); // the packed-kernel path: arenas the workers see
-  // A loaded model holds less than 1.5× its weights (backend start-up included): one copy of each
-  // matrix. The peak (r0.peak, garbage not yet collected included) depends on GC timing: not asserted.
+  // A loaded model holds less than 1.5× its weights (measured from a process with the backend and
+  // the engine's library already loaded, see the child): one copy of each matrix. The peak (r0.peak, garbage not yet collected included) depends on GC timing: not asserted.
   expect(r0.held - r0.before).toBeLessThan(1.5 * weights);
   expect(r0.peak).toBeGreaterThanOrEqual(r0.held);
   expect(rss).toHaveLength(8);
