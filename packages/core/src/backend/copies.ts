@@ -42,3 +42,30 @@ export function gatherRows<T extends tfc.Tensor>(t: T, rows: readonly number[]):
   rows.forEach((r, i) => all.copyWithin(po + i * stride, pt + r * stride, pt + (r + 1) * stride));
   return out;
 }
+
+/**
+ * The next KV cache of one layer: past [B, H, P, Dh] (or none) followed along positions by the
+ * heads of part `part` (0 q, 1 k, 2 v) of qkv [B, S, 3·H·Dh], i.e. tf.concat([past,
+ * transpose(reshape(qkv part, [B, S, H, Dh]), [0, 2, 1, 3])], 2), as block copies on the heap.
+ * Undefined off the heap (the caller takes the tfjs ops).
+ */
+export function appendHeads(past: tfc.Tensor4D | undefined, qkv: tfc.Tensor, part: 0 | 1 | 2, H: number): tfc.Tensor4D | undefined {
+  const heap = past ? onHeap(past, qkv) : onHeap(qkv);
+  if (!heap) return undefined;
+  const [B, S, D3] = qkv.shape as number[];
+  const D = D3 / 3, Dh = D / H, P = past ? past.shape[2] : 0, T = P + S;
+  const out = heapTensor<tfc.Tensor4D>(heap.makeOutput([B, H, T, Dh], 'float32')); // before the views: it may grow the heap
+  const o = heap.typedArrayFromHeap(out), all = new Float32Array(o.buffer);
+  const po = o.byteOffset >> 2, pq = heap.typedArrayFromHeap(qkv).byteOffset >> 2, pp = past ? heap.typedArrayFromHeap(past).byteOffset >> 2 : 0;
+  for (let b = 0; b < B; b++) {
+    for (let h = 0; h < H; h++) {
+      const dst = po + (b * H + h) * T * Dh;
+      if (P) all.copyWithin(dst, pp + (b * H + h) * P * Dh, pp + (b * H + h + 1) * P * Dh);
+      for (let t = 0; t < S; t++) {
+        const src = pq + (b * S + t) * D3 + part * D + h * Dh;
+        all.copyWithin(dst + (P + t) * Dh, src, src + Dh);
+      }
+    }
+  }
+  return out;
+}

@@ -8,16 +8,17 @@ import { tf } from './index.js';
 import { SpError } from '../errors.js';
 import { engineFromEnv, matmulFromEnv } from './env.js';
 import { gemmSupported } from './gemm/arena.js';
+import { geluNew } from './kernels.js';
 import { packedWasmEngine } from './gemm/packed-engine.js';
 import { tfjsBatchMatMul, type Linear } from './linear.js';
 import { ortAvailable, ortEngine, requireOrt } from './ort-engine.js';
 import { tfjsEngine } from './tfjs-engine.js';
-import { Uploader, type Engine, type LinearSpec, type ParameterSource, type TensorSpec, type UploadOptions } from './upload.js';
+import { Uploader, type AttentionCore, type Engine, type LinearSpec, type ParameterSource, type TensorSpec, type UploadOptions } from './upload.js';
 
 export { arenaCapacity } from './gemm/packed-engine.js';
 export { gemmThreads } from './gemm/pool.js';
 export type { Linear } from './linear.js';
-export type { LinearSpec, ParameterSource, TensorSpec, UploadOptions } from './upload.js';
+export type { AttentionCore, LinearSpec, ParameterSource, TensorSpec, UploadOptions } from './upload.js';
 
 /**
  * Whether the engine for the active backend is sp's packed wasm kernel (big matrices in Arenas).
@@ -66,6 +67,11 @@ export interface LoadedParameters {
   readonly engine: string;
   /** alpha · a @ b (transB: @ bᵀ) for rank-4 tensors: the engine's own, else tfjs'. */
   readonly batchMatMul: (a: tfc.Tensor, b: tfc.Tensor, transB: boolean, alpha?: number) => tfc.Tensor;
+  /** The engine's fused attention core (upload.ts), where it has one. */
+  readonly attention?: AttentionCore;
+  /** softmax over the last axis and gelu_new: the engine's kernels (those of its fused calls), else tfjs' / sp's. */
+  readonly softmax: (x: tfc.Tensor) => tfc.Tensor;
+  readonly gelu: (x: tfc.Tensor) => tfc.Tensor;
   /** Arenas holding packed matrices (0 for the tfjs engine; 0 again after dispose). */
   readonly arenas: number;
   /** Frees everything: tensors, layers, then the engine's own memory. */
@@ -97,6 +103,9 @@ export function loadParameters(src: ParameterSource, req: { linears: readonly Li
     tensors,
     engine: chosen.name,
     batchMatMul: chosen.batchMatMul ?? tfjsBatchMatMul,
+    attention: chosen.attention,
+    softmax: (x) => chosen.softmax?.(x) ?? tf.softmax(x),
+    gelu: (x) => chosen.gelu?.(x) ?? geluNew(x),
     get arenas() {
       return arenas;
     },

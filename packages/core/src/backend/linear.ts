@@ -16,6 +16,11 @@ export interface Linear {
   readonly outDim: number;
   /** x [..., in] → x @ W + b, [..., out]. */
   apply(x: tfc.Tensor): tfc.Tensor;
+  /**
+   * gelu_new(x @ W + b) in one call, where the engine fuses it (the MLP's c_fc when no hook wants
+   * hook_pre); undefined where it cannot (e.g. under a gradient tape): then apply and geluNew.
+   */
+  applyGelu?(x: tfc.Tensor): tfc.Tensor | undefined;
   /** W[:, j] for each output j of `ids` → [n, in] (for the tied unembedding: token embeddings). */
   outputWeights(ids: tfc.Tensor1D): tfc.Tensor2D;
   /** W [in, out] as a new tensor; the caller disposes it. */

@@ -10,8 +10,10 @@ import type * as Protobuf from 'protobufjs';
 const require = createRequire(import.meta.url);
 
 const FLOAT = 1; // TensorProto.DataType.FLOAT
+const INT64 = 7; // TensorProto.DataType.INT64
 const FLOAT_ATTR = 1; // AttributeProto.AttributeType.FLOAT
 const INT = 2; // AttributeProto.AttributeType.INT
+const INTS = 7; // AttributeProto.AttributeType.INTS
 const EXTERNAL = 1; // TensorProto.DataLocation.EXTERNAL
 
 /** onnx.proto, only the messages and fields these graphs set. */
@@ -45,6 +47,7 @@ const SCHEMA = {
           fields: {
             dims: { rule: 'repeated', type: 'int64', id: 1 },
             dataType: { type: 'int32', id: 2 },
+            int64Data: { rule: 'repeated', type: 'int64', id: 7 },
             name: { type: 'string', id: 8 },
             externalData: { rule: 'repeated', type: 'StringStringEntryProto', id: 13 },
             dataLocation: { type: 'int32', id: 14 },
@@ -93,6 +96,9 @@ export const external = (name: string, dims: number[], file: string) => ({
   ],
 });
 
+/** An int64 initializer holding `values` (a shape for Reshape). */
+const int64s = (name: string, values: number[]) => ({ name, dims: [values.length], dataType: INT64, int64Data: values });
+
 /** In-memory file names the graphs' initializers refer to. */
 export const W_FILE = 'W.bin';
 export const B_FILE = 'b.bin';
@@ -100,14 +106,16 @@ export const B_FILE = 'b.bin';
 /**
  * y [M, N] = x [M, K] @ W + b, M free. `stored`: 'in-out' = W given as [K, N] (HF Conv1D) and
  * multiplied by MatMul, with the bias-free product also an output ('xw', what `weight()` reads W
- * back through); 'out-in' = W given as [N, K] (the tied unembedding), Gemm with transB. `wInput`:
- * W is an input fed at every run (from memory the caller keeps) instead of an initializer.
+ * back through), and gelu_new(y) a third ('g', com.microsoft's FastGelu: the tanh form GPT-2
+ * uses; onnxruntime computes only the outputs a run asks for); 'out-in' = W given as [N, K] (the
+ * tied unembedding), Gemm with transB. `wInput`: W is an input fed at every run (from memory the
+ * caller keeps) instead of an initializer.
  */
 export function linearGraph(K: number, N: number, stored: 'in-out' | 'out-in', bias: boolean, wInput = false): Uint8Array {
   const wDims = stored === 'in-out' ? [K, N] : [N, K];
   const inits = wInput ? [] : [external('W', wDims, W_FILE)];
   if (bias) inits.push(external('b', [N], B_FILE));
-  const nodes =
+  const nodes: object[] =
     stored === 'out-in'
       ? [{ name: 'gemm', opType: 'Gemm', input: bias ? ['x', 'W', 'b'] : ['x', 'W'], output: ['y'], attribute: [{ name: 'transB', type: INT, i: 1 }] }]
       : bias
@@ -117,10 +125,14 @@ export function linearGraph(K: number, N: number, stored: 'in-out' | 'out-in', b
           ]
         : [{ name: 'matmul', opType: 'MatMul', input: ['x', 'W'], output: ['y'] }];
   const outputs = [valueInfo('y', ['M', N])];
-  if (stored === 'in-out' && bias) outputs.push(valueInfo('xw', ['M', N]));
+  const gelu = stored === 'in-out' && bias;
+  if (gelu) {
+    outputs.push(valueInfo('xw', ['M', N]), valueInfo('g', ['M', N]));
+    nodes.push({ name: 'gelu', opType: 'FastGelu', domain: 'com.microsoft', input: ['y'], output: ['g'] });
+  }
   const inputs = [valueInfo('x', ['M', K])];
   if (wInput) inputs.push(valueInfo('W', wDims));
-  return encodeModel({ name: 'linear', node: nodes, initializer: inits, input: inputs, output: outputs });
+  return encodeModel({ name: 'linear', node: nodes, initializer: inits, input: inputs, output: outputs }, gelu);
 }
 
 /**
@@ -142,4 +154,43 @@ export function batchMatMulGraph(transB: boolean, alpha: number): Uint8Array {
     ],
   };
   return encodeModel({ name: 'bmm', node: [node], initializer: [], input: [valueInfo('a', dims('a')), valueInfo('b', dims('b'))], output: [valueInfo('c', dims('c'))] }, true);
+}
+
+/**
+ * Attention after the qkv product and the cache update, in one call (the forward pass uses it when
+ * no hook wants q, k, v, the scores or the pattern): q = the heads of qkv [B, S, 3·H·Dh]'s first
+ * third; pattern = softmax(alpha · q kᵀ + bias) over k [B, H, T, Dh] (bias [B or 1, 1, S, T] when
+ * `masked`); z = pattern · v as [B, S, H·Dh]. The products are the FusedMatMul nodes
+ * batchMatMulGraph runs; the softmax is onnxruntime's where the step-by-step path has tfjs' (the
+ * two agree to float32 rounding). The cache is grown outside (copies.ts appendHeads): onnxruntime's
+ * Concat copied [8, 12, 40, 64] at ~4 GB/s, 7× slower than block copies on the heap.
+ */
+export function attentionGraph(H: number, Dh: number, alpha: number, masked: boolean): Uint8Array {
+  const D = H * Dh;
+  const node = (name: string, opType: string, input: string[], output: string[], attribute: object[] = [], domain?: string) => ({ name, opType, input, output, attribute, ...(domain ? { domain } : {}) });
+  const perm = { name: 'perm', type: INTS, ints: [0, 2, 1, 3] };
+  const nodes = [
+    node('split', 'Split', ['qkv'], ['q', 'k_', 'v_'], [{ name: 'axis', type: INT, i: 2 }]), // equal parts; only q is used
+    node('q_r', 'Reshape', ['q', 'heads_shape'], ['q5']),
+    node('q_t', 'Transpose', ['q5'], ['q4'], [perm]),
+    node('qk', 'FusedMatMul', ['q4', 'k'], ['scores0'], [{ name: 'transB', type: INT, i: 1 }, { name: 'alpha', type: FLOAT_ATTR, f: alpha }], 'com.microsoft'),
+    ...(masked ? [node('mask', 'Add', ['scores0', 'bias'], ['scores'])] : []),
+    node('softmax', 'Softmax', [masked ? 'scores' : 'scores0'], ['pattern'], [{ name: 'axis', type: INT, i: -1 }]),
+    node('patv', 'FusedMatMul', ['pattern', 'v'], ['z4'], [{ name: 'transB', type: INT, i: 0 }, { name: 'alpha', type: FLOAT_ATTR, f: 1 }], 'com.microsoft'),
+    node('z_t', 'Transpose', ['z4'], ['z5'], [perm]),
+    node('z_r', 'Reshape', ['z5', 'model_shape'], ['z']),
+  ];
+  const cache = (n: string) => valueInfo(n, ['B', H, 'T', Dh]);
+  const inputs = [valueInfo('qkv', ['B', 'S', 3 * D]), cache('k'), cache('v'), ...(masked ? [valueInfo('bias', ['Bb', 1, 'S', 'T'])] : [])];
+  const initializer = [int64s('heads_shape', [0, 0, H, Dh]), int64s('model_shape', [0, 0, D])];
+  return encodeModel({ name: 'attention', node: nodes, initializer, input: inputs, output: [valueInfo('z', ['B', 'S', D])] }, true);
+}
+
+/** y = op(x) for one elementwise or last-axis op (Softmax, com.microsoft FastGelu), rank `rank`, every dimension free. */
+export function unaryGraph(op: 'Softmax' | 'FastGelu', rank: number): Uint8Array {
+  const dims = (p: string) => Array.from({ length: rank }, (_, i) => p + i);
+  const node = op === 'Softmax'
+    ? { name: 'op', opType: op, input: ['x'], output: ['y'], attribute: [{ name: 'axis', type: INT, i: -1 }] }
+    : { name: 'op', opType: op, domain: 'com.microsoft', input: ['x'], output: ['y'] };
+  return encodeModel({ name: op, node: [node], initializer: [], input: [valueInfo('x', dims('x'))], output: [valueInfo('y', dims('y'))] }, op === 'FastGelu');
 }

@@ -24,12 +24,13 @@ import type * as tfc from '@tensorflow/tfjs-core';
 import { createRequire } from 'node:module';
 import { SpError } from '../errors.js';
 import { gemmThreads } from './gemm/pool.js';
+import { appendHeads } from './copies.js';
 import { heapTensor, wasmHeap } from './heap.js';
 import { tf } from './index.js';
 import { tfjsBatchMatMul, withInputGradient, type Linear } from './linear.js';
-import { B_FILE, batchMatMulGraph, linearGraph, W_FILE } from './onnx-graph.js';
+import { attentionGraph, B_FILE, batchMatMulGraph, linearGraph, unaryGraph, W_FILE } from './onnx-graph.js';
 import { OrtPool } from './ort-pool.js';
-import type { Engine, EngineLinears, LinearSpec, Uploader } from './upload.js';
+import type { AttentionCore, Engine, EngineLinears, LinearSpec, Uploader } from './upload.js';
 
 /**
  * onnxruntime-node is loaded with Node's own require, outside any module sandbox (jest's): its
@@ -163,6 +164,12 @@ class OrtLinear implements Linear {
     return withInputGradient(x, this.outDim, (xin) => this.applyOrt(xin), (dy) => tf.matMul(dy, this.storedWeight(), false, this.stored === 'in-out'));
   }
 
+  /** gelu_new(x @ W + b) in the same native call ('in-out' layers with a bias); undefined under a gradient tape or off the wasm heap. */
+  applyGelu(x: tfc.Tensor): tfc.Tensor | undefined {
+    if (this.stored !== 'in-out' || !this.hasBias || tf.engine().state.gradientDepth > 0 || !wasmHeap()) return undefined;
+    return this.applyOrt(x, 'g');
+  }
+
   private storedWeight(): tfc.Tensor2D {
     if (!this.storedW) {
       const shape: [number, number] = this.stored === 'out-in' ? [this.outDim, this.inDim] : [this.inDim, this.outDim];
@@ -171,7 +178,7 @@ class OrtLinear implements Linear {
     return this.storedW;
   }
 
-  private applyOrt(x: tfc.Tensor): tfc.Tensor {
+  private applyOrt(x: tfc.Tensor, out: 'y' | 'g' = 'y'): tfc.Tensor {
     const K = this.inDim, N = this.outDim;
     if (x.shape.at(-1) !== K || x.dtype !== 'float32') throw new SpError('BAD_INPUT', `linear: needs float32 [..., ${K}], got ${x.dtype} [${x.shape}]`);
     const shape = [...x.shape.slice(0, -1), N];
@@ -183,7 +190,7 @@ class OrtLinear implements Linear {
     try {
       const xs = heap ? heap.typedArrayFromHeap(x) : (x.dataSync() as Float32Array);
       const ys = y ? heap!.typedArrayFromHeap(y) : new Float32Array(M * N);
-      this.run(xs, ys, M, 'y');
+      this.run(xs, ys, M, out);
       return y ?? tf.tensor(ys, shape, 'float32');
     } catch (e) {
       y?.dispose();
@@ -192,7 +199,7 @@ class OrtLinear implements Linear {
   }
 
   /** ys [M, N] = output `out` of the graph for xs [M, K]. */
-  private run(xs: Float32Array, ys: Float32Array, M: number, out: 'y' | 'xw'): void {
+  private run(xs: Float32Array, ys: Float32Array, M: number, out: LinearOutput): void {
     const x: OrtTensor = { type: 'float32', dims: [M, this.inDim], data: xs, location: 'cpu' };
     const y: OrtTensor = { type: 'float32', dims: [M, this.outDim], data: ys, location: 'cpu' };
     const sl = this.slices;
@@ -321,6 +328,9 @@ function loadSession(ort: Ort, graph: Uint8Array, options: object, what: string)
   return session;
 }
 
+/** A linear graph's outputs: x @ W + b, the bias-free x @ W, gelu_new(x @ W + b). */
+export type LinearOutput = 'y' | 'xw' | 'g';
+
 let pool: OrtPool | undefined;
 /** Largest W (floats) cut into slices: GPT-2 xl's MLP layers (1600 × 6400) are 10.2M. */
 const SLICED_MAX = 1 << 24;
@@ -385,6 +395,9 @@ function slicedLinear(ort: Ort, K: number, N: number, stored: 'in-out' | 'out-in
 export const ortEngine: Engine = {
   name: 'ort',
   batchMatMul: ortBatchMatMul,
+  attention: ortAttention,
+  softmax: (x) => ortUnary('Softmax', x),
+  gelu: (x) => ortUnary('FastGelu', x),
   loadLinears(up: Uploader, specs: readonly LinearSpec[]): EngineLinears {
     requireOrt();
     // W is read into one reused buffer (onnxruntime copies it), except where this side keeps it:
@@ -444,19 +457,22 @@ function graphSession(key: string, threads: number, graph: () => Uint8Array): Na
  */
 const threadsFor = (macs: number) => (macs < 1 << 20 ? 1 : gemmThreads());
 
-/** Runs `session` on rank-4 float32 inputs read in place from the heap, into a new [shape] output. */
-function runOnHeap(session: NativeSession, inputs: Record<string, tfc.Tensor>, out: string, shape: number[]): tfc.Tensor {
+/** Runs `session` on float32 inputs read in place from the heap, into new outputs of the given shapes (written in place). */
+function runOnHeap(session: NativeSession, inputs: Record<string, tfc.Tensor>, outputs: Record<string, number[]>): tfc.Tensor[] {
   const heap = wasmHeap();
-  const c = heap ? heapTensor(heap.makeOutput(shape, 'float32')) : undefined; // before the views: it may grow the heap
+  const shapes = Object.values(outputs);
+  const made = heap ? shapes.map((shape) => heapTensor(heap.makeOutput(shape, 'float32'))) : []; // before the views: it may grow the heap
   try {
     const t = (dims: number[], data: Float32Array): OrtTensor => ({ type: 'float32', dims, data, location: 'cpu' });
     const feeds: Feeds = {};
     for (const [name, x] of Object.entries(inputs)) feeds[name] = t(x.shape as number[], heap ? heap.typedArrayFromHeap(x) : (x.dataSync() as Float32Array));
-    const cs = c ? heap!.typedArrayFromHeap(c) : new Float32Array(shape.reduce((a, b) => a * b, 1));
-    session.run(feeds, { [out]: t(shape, cs) }, {});
-    return c ?? tf.tensor(cs, shape, 'float32');
+    const hosts = shapes.map((shape, i) => (heap ? heap.typedArrayFromHeap(made[i]) : new Float32Array(shape.reduce((a, b) => a * b, 1))));
+    const fetches: Feeds = {};
+    Object.keys(outputs).forEach((name, i) => (fetches[name] = t(shapes[i], hosts[i])));
+    session.run(feeds, fetches, {});
+    return heap ? made : hosts.map((h, i) => tf.tensor(h, shapes[i], 'float32'));
   } catch (e) {
-    c?.dispose();
+    tf.dispose(made);
     throw e;
   }
 }
@@ -473,5 +489,36 @@ export function ortBatchMatMul(a: tfc.Tensor, b: tfc.Tensor, transB: boolean, al
   const N = transB ? b.shape[2]! : b.shape[3]!;
   if (tf.engine().state.gradientDepth > 0 || !rank4(a, b) || b.shape[0] !== B0 || b.shape[1] !== B1 || (transB ? b.shape[3] : b.shape[2]) !== K) return tfjsBatchMatMul(a, b, transB, alpha);
   const session = graphSession(`bmm:${transB ? 1 : 0}:${alpha}`, threadsFor(B0 * B1 * M * N * K), () => batchMatMulGraph(transB, alpha));
-  return runOnHeap(session, { a, b }, 'c', [B0, B1, M, N]);
+  return runOnHeap(session, { a, b }, { c: [B0, B1, M, N] })[0];
+}
+
+/** The fused attention core (upload.ts AttentionCore; onnx-graph.ts attentionGraph after copies.ts appendHeads), on the wasm heap only. */
+export function ortAttention(qkv: tfc.Tensor, past: { k: tfc.Tensor; v: tfc.Tensor } | undefined, H: number, alpha: number, bias: tfc.Tensor | undefined): { z: tfc.Tensor; k: tfc.Tensor4D; v: tfc.Tensor4D } | undefined {
+  if (!wasmHeap() || tf.engine().state.gradientDepth > 0 || qkv.rank !== 3 || qkv.dtype !== 'float32' || (bias && bias.dtype !== 'float32')) return undefined;
+  const [B, S, D3] = qkv.shape as number[];
+  const D = D3 / 3, Dh = D / H;
+  if (!Number.isInteger(Dh) || B * S === 0 || (past && !(rank4(past.k, past.v) && past.k.shape[0] === B && past.k.shape[1] === H && past.k.shape[3] === Dh))) return undefined;
+  const k = appendHeads(past?.k as tfc.Tensor4D | undefined, qkv, 1, H)!;
+  const v = appendHeads(past?.v as tfc.Tensor4D | undefined, qkv, 2, H)!;
+  try {
+    const T = k.shape[2];
+    const session = graphSession(`attn:${H}:${Dh}:${alpha}:${bias ? 1 : 0}`, threadsFor(2 * B * H * S * T * Dh), () => attentionGraph(H, Dh, alpha, bias !== undefined));
+    const inputs: Record<string, tfc.Tensor> = bias ? { qkv, k, v, bias } : { qkv, k, v };
+    const [z] = runOnHeap(session, inputs, { z: [B, S, D] });
+    return { z, k, v };
+  } catch (e) {
+    tf.dispose([k, v]);
+    throw e;
+  }
+}
+
+/**
+ * softmax (last axis) or gelu_new of x on the heap, with the kernel the fused calls run (attention's
+ * Softmax, c_fc's FastGelu), on this thread alone like the sliced layers' sessions; undefined off
+ * the heap or under a gradient tape.
+ */
+function ortUnary(op: 'Softmax' | 'FastGelu', x: tfc.Tensor): tfc.Tensor | undefined {
+  if (!wasmHeap() || tf.engine().state.gradientDepth > 0 || x.dtype !== 'float32' || x.rank === 0 || x.size === 0) return undefined;
+  const session = graphSession(`${op}:${x.rank}`, 1, () => unaryGraph(op, x.rank));
+  return runOnHeap(session, { x }, { y: x.shape as number[] })[0];
 }

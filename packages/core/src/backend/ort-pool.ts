@@ -27,6 +27,8 @@ const Y_CAP = 1 << 19;
 const SEQ = 0, DONE = 1, OP = 2, ID = 3, ROWS = 4, OUT = 5, STATUS = 6, MSG_LEN = 7, PARK = 8, READY = 9, CTRL_INTS = 10;
 const OP_RUN = 1, OP_LOAD_BEGIN = 2, OP_DISPOSE = 3, OP_LOAD_CHUNK = 4, OP_LOAD_END = 5;
 const MSG_BYTES = 1024;
+/** The output a run asks for, by its number in the control block (the worker's list is the same). */
+const OUTPUTS = ['y', 'xw', 'g'] as const;
 /** How long a waiting side spins before it sleeps: about the gap between two layers of a decode step. */
 const SPIN_MS = 2;
 /** A worker that has not answered in this long is reported (a stuck native call), not waited on forever. */
@@ -75,7 +77,7 @@ function workerMain(): void {
         const { s, K, N } = sessions.get(id)!;
         const M = ctrl[4];
         xs.set(xShared.subarray(0, M * K));
-        const out = ctrl[5] === 1 ? 'xw' : 'y';
+        const out = ['y', 'xw', 'g'][ctrl[5]];
         s.run({ x: t([M, K], xs.subarray(0, M * K)) }, { [out]: t([M, N], ys.subarray(0, M * N)) }, {});
         yShared.set(ys.subarray(0, M * N));
       } else if (op === 2) {
@@ -241,10 +243,10 @@ export class OrtPool {
 
   /**
    * ys [M, N] = the product over all slices of xs [M, K]. Slice 0 (`cols[0]` columns) is `local`,
-   * run on this thread; slice p > 0 (`ids[p − 1]`) on worker p − 1. `out`: which output (y, or xw:
-   * the bias-free product).
+   * run on this thread; slice p > 0 (`ids[p − 1]`) on worker p − 1. `out`: which output (y; xw:
+   * the bias-free product; g: gelu_new(y)).
    */
-  run(xs: Float32Array, ys: Float32Array, M: number, K: number, cols: readonly number[], ids: readonly number[], local: (x: Float32Array, y: Float32Array, rows: number) => void, out: 'y' | 'xw'): void {
+  run(xs: Float32Array, ys: Float32Array, M: number, K: number, cols: readonly number[], ids: readonly number[], local: (x: Float32Array, y: Float32Array, rows: number) => void, out: 'y' | 'xw' | 'g'): void {
     let N = 0, widest = 0;
     for (const n of cols) {
       N += n;
@@ -254,7 +256,7 @@ export class OrtPool {
     for (let m0 = 0; m0 < M; m0 += chunk) {
       const mc = Math.min(chunk, M - m0);
       this.x.set(xs.subarray(m0 * K, (m0 + mc) * K));
-      for (let p = 1; p < cols.length; p++) this.post(this.workers[p - 1], OP_RUN, ids[p - 1], mc, out === 'xw' ? 1 : 0);
+      for (let p = 1; p < cols.length; p++) this.post(this.workers[p - 1], OP_RUN, ids[p - 1], mc, OUTPUTS.indexOf(out));
       // One row: every slice's output is a contiguous piece of y, slice 0's written in place.
       const mine = mc === 1 ? ys.subarray(m0 * N, m0 * N + cols[0]) : (this.scratch ??= new Float32Array(Y_CAP)).subarray(0, mc * cols[0]);
       let failed: unknown;

@@ -59,11 +59,34 @@ export interface PackedMemory {
   nonfinite(p: number, n: number): number;
 }
 
+/**
+ * Attention after the qkv product in one native call: qkv [B, S, 3·D] and the past cache (k, v
+ * [B, H, P, Dh]) → z [B, S, D] and the new cache [B, H, P + S, Dh]; `bias` [B or 1, 1, S, T] is
+ * added to alpha · q kᵀ before the softmax. Undefined where the engine cannot (a gradient tape,
+ * tensors outside its memory): the forward pass then takes the step-by-step ops.
+ */
+export type AttentionCore = (
+  qkv: tfc.Tensor,
+  past: { k: tfc.Tensor; v: tfc.Tensor } | undefined,
+  nHead: number,
+  alpha: number,
+  bias: tfc.Tensor | undefined,
+) => { z: tfc.Tensor; k: tfc.Tensor4D; v: tfc.Tensor4D } | undefined;
+
 /** A matrix engine: how the Linear layers are held and multiplied. Each engine is one file in backend/. */
 export interface Engine {
   readonly name: string;
   /** alpha · a @ b (transB: @ bᵀ), rank 4 (attention's QKᵀ and pattern·V), where the engine has a faster one than tfjs'. */
   readonly batchMatMul?: (a: tfc.Tensor, b: tfc.Tensor, transB: boolean, alpha?: number) => tfc.Tensor;
+  /** The fused attention core, where the engine has one. */
+  readonly attention?: AttentionCore;
+  /**
+   * softmax over the last axis and gelu_new, the kernels the engine's fused calls use, for the
+   * step-by-step path (so that a hook that only observes never changes a value); undefined where
+   * the engine cannot (a gradient tape, tensors outside its memory): then tfjs' / sp's kernels.
+   */
+  readonly softmax?: (x: tfc.Tensor) => tfc.Tensor | undefined;
+  readonly gelu?: (x: tfc.Tensor) => tfc.Tensor | undefined;
   /** Loads every Linear (in `specs` order) through `up`; runs before any other parameter is read. */
   loadLinears(up: Uploader, specs: readonly LinearSpec[]): EngineLinears;
 }

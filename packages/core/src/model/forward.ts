@@ -53,6 +53,9 @@ export interface ForwardOutput {
 // LayerNorm and gelu_new are single fused kernels on wasm/cpu (backend/kernels.ts).
 export { layerNorm, geluNew };
 
+/** The attention hook points inside the fused core (hook_z comes out of it). */
+const coreHooks = ['attn.hook_q', 'attn.hook_k', 'attn.hook_v', 'attn.hook_attn_scores', 'attn.hook_pattern'];
+
 export function unembed(w: DeviceWeights, x: tfc.Tensor): tfc.Tensor3D {
   return w.unembed.apply(x) as tfc.Tensor3D; // [b, s, V]
 }
@@ -88,6 +91,7 @@ export function forward(cfg: GPT2Config, w: DeviceWeights, inp: ForwardInput): F
   // Attention's two batched products through the engine (onnxruntime's MLAS on ort: tfjs' batched
   // matmul on wasm is scalar, ~0.6 s per decode step for 8 rows at 500 tokens), else tfjs'.
   const bmm = w.params.batchMatMul;
+  const attnCore = w.params.attention;
 
   const present: KVCache = [];
   for (let i = 0; i < cfg.nLayer; i++) {
@@ -98,26 +102,36 @@ export function forward(cfg: GPT2Config, w: DeviceWeights, inp: ForwardInput): F
     // ---- attention ----
     const ln1 = norm(p + 'ln1', resid, bw.ln1w, bw.ln1b); // [b, s, d]
     const qkv = bw.qkv.apply(ln1); // [b, s, 3d]
-    const [q0, k0, v0] = tf.split(qkv, 3, -1);
-    const heads = (t: tfc.Tensor) => tf.reshape(t, [b, s, h, dh]);
-    const q = toHeads(hook(p + 'attn.hook_q', heads(q0))); // [b, h, s, dh]
-    const kNew = toHeads(hook(p + 'attn.hook_k', heads(k0))) as tfc.Tensor4D;
-    const vNew = toHeads(hook(p + 'attn.hook_v', heads(v0))) as tfc.Tensor4D;
     const past = inp.past?.[i];
-    const k = past ? concatPositions(past.k, kNew) : kNew; // [b, h, T, dh]
-    const v = past ? concatPositions(past.v, vNew) : vNew;
-    present.push({ k: k as tfc.Tensor4D, v: v as tfc.Tensor4D });
-    let scores = bmm(q, k, true, 1 / Math.sqrt(dh)); // [b, h, s, T]
-    scores = hook(p + 'attn.hook_attn_scores', bias ? tf.add(scores, bias) : scores);
-    const pattern = hook(p + 'attn.hook_pattern', tf.softmax(scores)); // [b, h, s, T]
-    const z = hook(p + 'attn.hook_z', fromHeads(bmm(pattern, v, false))); // [b, s, h, dh]
+    // The engine's fused core (heads, cache, QKᵀ, softmax, ·V in one native call) when it has one
+    // and no hook wants what happens inside; else step by step, every hook point on the way.
+    const core = attnCore && !inp.hooks?.wants(...coreHooks.map((n) => p + n)) ? attnCore(qkv, past, h, 1 / Math.sqrt(dh), bias) : undefined;
+    let z: tfc.Tensor; // [b, s, h, dh]
+    if (core) {
+      present.push({ k: core.k, v: core.v });
+      z = hook(p + 'attn.hook_z', tf.reshape(core.z, [b, s, h, dh]));
+    } else {
+      const [q0, k0, v0] = tf.split(qkv, 3, -1);
+      const heads = (t: tfc.Tensor) => tf.reshape(t, [b, s, h, dh]);
+      const q = toHeads(hook(p + 'attn.hook_q', heads(q0))); // [b, h, s, dh]
+      const kNew = toHeads(hook(p + 'attn.hook_k', heads(k0))) as tfc.Tensor4D;
+      const vNew = toHeads(hook(p + 'attn.hook_v', heads(v0))) as tfc.Tensor4D;
+      const k = past ? concatPositions(past.k, kNew) : kNew; // [b, h, T, dh]
+      const v = past ? concatPositions(past.v, vNew) : vNew;
+      present.push({ k: k as tfc.Tensor4D, v: v as tfc.Tensor4D });
+      let scores = bmm(q, k, true, 1 / Math.sqrt(dh)); // [b, h, s, T]
+      scores = hook(p + 'attn.hook_attn_scores', bias ? tf.add(scores, bias) : scores);
+      const pattern = hook(p + 'attn.hook_pattern', w.params.softmax(scores)); // [b, h, s, T]
+      z = hook(p + 'attn.hook_z', fromHeads(bmm(pattern, v, false))); // [b, s, h, dh]
+    }
     const attnOut = hook(p + 'hook_attn_out', inp.hooks?.wants(p + 'attn.hook_result') ? attnResultHooked(p, z, bw.o, h, dh, d, hook) : bw.o.apply(tf.reshape(z, [b, s, d]))); // [b, s, d]
     resid = hook(p + 'hook_resid_mid', tf.add(resid, attnOut));
 
     // ---- MLP: pre = FF key activations, post = gelu(pre), out = post @ FF values ----
     const ln2 = norm(p + 'ln2', resid, bw.ln2w, bw.ln2b);
-    const pre = hook(p + 'mlp.hook_pre', bw.fc.apply(ln2)); // [b, s, m]
-    const post = hook(p + 'mlp.hook_post', geluNew(pre)); // [b, s, m]
+    // c_fc and gelu_new in one native call where the engine fuses them and no hook wants hook_pre.
+    const fused = bw.fc.applyGelu && !inp.hooks?.wants(p + 'mlp.hook_pre') ? bw.fc.applyGelu(ln2) : undefined;
+    const post = hook(p + 'mlp.hook_post', fused ?? w.params.gelu(hook(p + 'mlp.hook_pre', bw.fc.apply(ln2)))); // [b, s, m]
     const mlpOut = hook(p + 'hook_mlp_out', bw.proj.apply(post)); // [b, s, d]
     resid = hook(p + 'hook_resid_post', tf.add(resid, mlpOut));
   }
