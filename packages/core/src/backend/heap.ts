@@ -19,3 +19,12 @@ export function wasmHeap(): WasmHeap | undefined {
 export function heapTensor<T extends tfc.Tensor>(info: tfc.TensorInfo): T {
   return tf.engine().makeTensorFromTensorInfo(info) as T;
 }
+
+/**
+ * A float32 tensor's values to read now: a view of the wasm heap (no copy; valid until the next
+ * tfjs op or the tensor's dispose, so read it before either), else a copy (dataSync).
+ */
+export function readNow(t: tfc.Tensor): Float32Array {
+  const heap = t.dtype === 'float32' ? wasmHeap() : undefined;
+  return heap ? heap.typedArrayFromHeap(t) : (t.dataSync() as Float32Array);
+}

@@ -9,6 +9,7 @@
 import type * as tfc from '@tensorflow/tfjs-core';
 import type { GPT2Config } from '../config.js';
 import { gatherRows } from '../backend/copies.js';
+import { readNow } from '../backend/heap.js';
 import { tf, tidy } from '../backend/index.js';
 import { SpError, assertInt } from '../errors.js';
 import type { FwdHook } from '../hooks/index.js';
@@ -263,8 +264,10 @@ async function* generateBatch(
 
   try {
     for (let step = 0; step < o.maxNewTokens; step++) {
-      const rowsLogits = (await logits.data()) as Float32Array; // [R, 1, V]; [P, 1, V] at step 0
-      logits.dispose();
+      // [R, 1, V] ([P, 1, V] at step 0). With no processor, read in place on the heap: no tfjs op
+      // runs before the tokens are chosen. A user processor may run tfjs ops (which can grow the
+      // heap under a view), so with processors the values are copied first.
+      const rowsLogits = processors.length === 0 ? readNow(logits) : (logits.dataSync() as Float32Array);
       const V = model.config.dVocab;
       const src = (r: number) => (step === 0 ? rows[r] : r); // row of rowsLogits for output row r
       const chosen: number[] = rows.map(() => model.eosTokenId); // finished rows are fed padding
@@ -284,6 +287,7 @@ async function* generateBatch(
           chosen[r] = o.doSample ? sampleFrom(samplingDistribution(scores[i], o), rngs[r]()) : argmax(scores[i]);
         });
       }
+      logits.dispose();
       for (const r of active) {
         const id = chosen[r];
         seqs[r].push(id);
