@@ -190,7 +190,7 @@ export async function runPeers(o: PeersOptions, command: string): Promise<PeersR
         greedyEqual: dec.ids && refDecode ? JSON.stringify(dec.ids) === JSON.stringify(refDecode) : undefined,
         lensTop1Agree: lens.top1 && refLens ? lens.top1.filter((v, i) => v === refLens[i]).length / refLens.length : undefined,
       };
-      o.log(`peers: ${f.peer} check vs sp-wasm: ${JSON.stringify(f.check)}`);
+      o.log(`peers: ${f.peer} check vs ${ref?.f.peer ?? 'nothing (no sp peer)'}: ${JSON.stringify(f.check)}`);
       if (f.check.greedyEqual === false || (f.check.maxAbsLogitDiff ?? 0) > 1e-3) throw new Error(`${f.peer} disagrees with sp: ${JSON.stringify(f.check)}`);
       if (f.peer === 'numpy') sgemmGflops = (await p.ask(req('peak'))).gflops;
     }
@@ -262,7 +262,7 @@ export function peersTable(r: PeersReport): string {
     `Machine: ${r.cores} cores (${r.cpu}), Node ${r.node}; read bandwidth ${bw.toFixed(1)} GB/s (bench/native/membw.c, best of 1..${r.cores} threads)${r.sgemmGflops ? `; sgemm peak ${r.sgemmGflops.toFixed(0)} GFLOP/s (numpy/OpenBLAS, ${r.threads} threads)` : ''}; load average ${r.loadavgStart.join(' ')} → ${r.loadavgEnd.join(' ')}.`,
     'Figures: median (min–max) over rounds; bold = ratio to transformers.js (decode, sampling; higher is better) or to numpy (lens: its time ÷ this one); GB/s = weight bytes read per decode step × steps/s; lens GFLOP/s = ' + `${r.lensGflop.toFixed(1)} GFLOP ÷ time.`,
     '',
-    '| peer | engine | greedy decode, batch 1, 16 + 64 tok/s (incl. prefill) | 8 × 50 sampling, shared prompt, tok/s | logit lens 64 tok × 13 layers, ms | check vs sp-wasm |',
+    '| peer | engine | greedy decode, batch 1, 16 + 64 tok/s (incl. prefill) | 8 × 50 sampling, shared prompt, tok/s | logit lens 64 tok × 13 layers, ms | check vs sp (sp-wasm when it runs, else the first sp engine) |',
     '|---|---|---|---|---|---|',
   ];
   for (const p of r.peers) {
