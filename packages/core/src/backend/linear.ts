@@ -18,7 +18,7 @@ export interface Linear {
   apply(x: tfc.Tensor): tfc.Tensor;
   /**
    * gelu_new(x @ W + b) in one call, where the engine fuses it (the MLP's c_fc when no hook wants
-   * hook_pre); undefined where it cannot (e.g. under a gradient tape): then apply and geluNew.
+   * hook_pre); undefined where it cannot (e.g. under a gradient tape): then apply and the engine's gelu.
    */
   applyGelu?(x: tfc.Tensor): tfc.Tensor | undefined;
   /** W[:, j] for each output j of `ids` → [n, in] (for the tied unembedding: token embeddings). */

@@ -161,8 +161,8 @@ export function batchMatMulGraph(transB: boolean, alpha: number): Uint8Array {
  * no hook wants q, k, v, the scores or the pattern): q = the heads of qkv [B, S, 3·H·Dh]'s first
  * third; pattern = softmax(alpha · q kᵀ + bias) over k [B, H, T, Dh] (bias [B or 1, 1, S, T] when
  * `masked`); z = pattern · v as [B, S, H·Dh]. The products are the FusedMatMul nodes
- * batchMatMulGraph runs; the softmax is onnxruntime's where the step-by-step path has tfjs' (the
- * two agree to float32 rounding). The cache is grown outside (copies.ts appendHeads): onnxruntime's
+ * batchMatMulGraph runs and the Softmax the step-by-step path runs on this engine (unaryGraph),
+ * so both paths give the same values. The cache is grown outside (copies.ts appendHeads): onnxruntime's
  * Concat copied [8, 12, 40, 64] at ~4 GB/s, 7× slower than block copies on the heap.
  */
 export function attentionGraph(H: number, Dh: number, alpha: number, masked: boolean): Uint8Array {

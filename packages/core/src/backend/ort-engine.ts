@@ -25,11 +25,11 @@ import { createRequire } from 'node:module';
 import { SpError } from '../errors.js';
 import { gemmThreads } from './gemm/pool.js';
 import { appendHeads } from './copies.js';
-import { heapTensor, wasmHeap } from './heap.js';
+import { heapTensor, readNow, wasmHeap } from './heap.js';
 import { tf } from './index.js';
 import { tfjsBatchMatMul, withInputGradient, type Linear } from './linear.js';
 import { attentionGraph, B_FILE, batchMatMulGraph, linearGraph, unaryGraph, W_FILE } from './onnx-graph.js';
-import { OrtPool } from './ort-pool.js';
+import { OrtPool, type LinearOutput } from './ort-pool.js';
 import type { AttentionCore, Engine, EngineLinears, LinearSpec, Uploader } from './upload.js';
 
 /**
@@ -188,7 +188,7 @@ class OrtLinear implements Linear {
     const heap = wasmHeap();
     const y = heap ? heapTensor(heap.makeOutput(shape, 'float32')) : undefined; // before taking views: it may grow the heap
     try {
-      const xs = heap ? heap.typedArrayFromHeap(x) : (x.dataSync() as Float32Array);
+      const xs = readNow(x);
       const ys = y ? heap!.typedArrayFromHeap(y) : new Float32Array(M * N);
       this.run(xs, ys, M, out);
       return y ?? tf.tensor(ys, shape, 'float32');
@@ -328,9 +328,6 @@ function loadSession(ort: Ort, graph: Uint8Array, options: object, what: string)
   return session;
 }
 
-/** A linear graph's outputs: x @ W + b, the bias-free x @ W, gelu_new(x @ W + b). */
-export type LinearOutput = 'y' | 'xw' | 'g';
-
 let pool: OrtPool | undefined;
 /** Largest W (floats) cut into slices: GPT-2 xl's MLP layers (1600 × 6400) are 10.2M. */
 const SLICED_MAX = 1 << 24;
@@ -465,7 +462,7 @@ function runOnHeap(session: NativeSession, inputs: Record<string, tfc.Tensor>, o
   try {
     const t = (dims: number[], data: Float32Array): OrtTensor => ({ type: 'float32', dims, data, location: 'cpu' });
     const feeds: Feeds = {};
-    for (const [name, x] of Object.entries(inputs)) feeds[name] = t(x.shape as number[], heap ? heap.typedArrayFromHeap(x) : (x.dataSync() as Float32Array));
+    for (const [name, x] of Object.entries(inputs)) feeds[name] = t(x.shape as number[], readNow(x));
     const hosts = shapes.map((shape, i) => (heap ? heap.typedArrayFromHeap(made[i]) : new Float32Array(shape.reduce((a, b) => a * b, 1))));
     const fetches: Feeds = {};
     Object.keys(outputs).forEach((name, i) => (fetches[name] = t(shapes[i], hosts[i])));

@@ -27,8 +27,9 @@ const Y_CAP = 1 << 19;
 const SEQ = 0, DONE = 1, OP = 2, ID = 3, ROWS = 4, OUT = 5, STATUS = 6, MSG_LEN = 7, PARK = 8, READY = 9, CTRL_INTS = 10;
 const OP_RUN = 1, OP_LOAD_BEGIN = 2, OP_DISPOSE = 3, OP_LOAD_CHUNK = 4, OP_LOAD_END = 5;
 const MSG_BYTES = 1024;
-/** The output a run asks for, by its number in the control block (the worker's list is the same). */
+/** A linear graph's outputs (onnx-graph.ts): x @ W + b, the bias-free x @ W, gelu_new(x @ W + b); a run asks for one by its number here (the worker gets this list). */
 const OUTPUTS = ['y', 'xw', 'g'] as const;
+export type LinearOutput = (typeof OUTPUTS)[number];
 /** How long a waiting side spins before it sleeps: about the gap between two layers of a decode step. */
 const SPIN_MS = 2;
 /** A worker that has not answered in this long is reported (a stuck native call), not waited on forever. */
@@ -44,8 +45,8 @@ const START_MS = 30_000;
 function workerMain(): void {
   // eslint-disable-next-line @typescript-eslint/no-require-imports
   const { workerData, receiveMessageOnPort } = require('node:worker_threads') as typeof import('node:worker_threads');
-  const { bindingPath, ctrlSab, xSab, ySab, msgSab, port, spinMs, xCap, yCap } = workerData as {
-    bindingPath: string; ctrlSab: SharedArrayBuffer; xSab: SharedArrayBuffer; ySab: SharedArrayBuffer; msgSab: SharedArrayBuffer;
+  const { bindingPath, ctrlSab, xSab, ySab, msgSab, port, spinMs, xCap, yCap, outputs } = workerData as {
+    bindingPath: string; outputs: readonly string[]; ctrlSab: SharedArrayBuffer; xSab: SharedArrayBuffer; ySab: SharedArrayBuffer; msgSab: SharedArrayBuffer;
     port: import('node:worker_threads').MessagePort; spinMs: number; xCap: number; yCap: number;
   };
   // eslint-disable-next-line @typescript-eslint/no-require-imports
@@ -77,7 +78,7 @@ function workerMain(): void {
         const { s, K, N } = sessions.get(id)!;
         const M = ctrl[4];
         xs.set(xShared.subarray(0, M * K));
-        const out = ['y', 'xw', 'g'][ctrl[5]];
+        const out = outputs[ctrl[5]];
         s.run({ x: t([M, K], xs.subarray(0, M * K)) }, { [out]: t([M, N], ys.subarray(0, M * N)) }, {});
         yShared.set(ys.subarray(0, M * N));
       } else if (op === 2) {
@@ -156,7 +157,7 @@ export class OrtPool {
       const { port1, port2 } = new MessageChannel();
       const worker = new Worker(workerSource(workerMain), {
         eval: true,
-        workerData: { bindingPath: this.bindingPath, ctrlSab, xSab: this.x.buffer, ySab, msgSab, port: port2, spinMs: SPIN_MS, xCap: X_CAP, yCap: Y_CAP },
+        workerData: { bindingPath: this.bindingPath, ctrlSab, xSab: this.x.buffer, ySab, msgSab, port: port2, spinMs: SPIN_MS, xCap: X_CAP, yCap: Y_CAP, outputs: OUTPUTS },
         transferList: [port2],
       });
       worker.unref();
@@ -246,7 +247,7 @@ export class OrtPool {
    * run on this thread; slice p > 0 (`ids[p − 1]`) on worker p − 1. `out`: which output (y; xw:
    * the bias-free product; g: gelu_new(y)).
    */
-  run(xs: Float32Array, ys: Float32Array, M: number, K: number, cols: readonly number[], ids: readonly number[], local: (x: Float32Array, y: Float32Array, rows: number) => void, out: 'y' | 'xw' | 'g'): void {
+  run(xs: Float32Array, ys: Float32Array, M: number, K: number, cols: readonly number[], ids: readonly number[], local: (x: Float32Array, y: Float32Array, rows: number) => void, out: LinearOutput): void {
     let N = 0, widest = 0;
     for (const n of cols) {
       N += n;

@@ -11,7 +11,7 @@
  */
 import type * as tfc from '@tensorflow/tfjs-core';
 import { gemmThreads } from '../backend/engine.js';
-import { wasmHeap } from '../backend/heap.js';
+import { readNow } from '../backend/heap.js';
 import { tf, tidy } from '../backend/index.js';
 import { SpError } from '../errors.js';
 import type { FwdHook, HookName } from '../hooks/index.js';
@@ -154,8 +154,7 @@ function block(model: GPT2, x: tfc.Tensor3D, p0: number, pc: number, R: number, 
   const lt = tidy(() => model.unembedResid(tf.reshape(tf.slice(x, [p0, 0, 0], [pc, R, d]), [N, d]))); // [N, V]: ln_f with per-row statistics, then the unembedding
   try {
     // The heap view stays valid: nothing below allocates tfjs memory.
-    const heap = wasmHeap();
-    const logits = heap ? heap.typedArrayFromHeap(lt) : (lt.dataSync() as Float32Array);
+    const logits = readNow(lt);
     const targets = req.cells[0]?.targets?.length ? req.cells.slice(p0, p0 + pc).map((c) => c.targets!) : undefined;
     return splitCellStats(logits, pc, R, outRow, V, k, req.stats, targets, gemmThreads());
   } finally {

@@ -5,7 +5,7 @@
 import type * as tfc from '@tensorflow/tfjs-core';
 import { SpError } from '../../errors.js';
 import { tf } from '../index.js';
-import { heapTensor, wasmHeap } from '../heap.js';
+import { heapTensor, readNow, wasmHeap } from '../heap.js';
 import { withInputGradient, type Linear } from '../linear.js';
 import { padK, SCRATCH_BYTES, type Arena } from './arena.js';
 import { runGemm } from './pool.js';
@@ -63,7 +63,7 @@ export class PackedLinear implements Linear {
     const heap = wasmHeap();
     const y = heap ? heapTensor(heap.makeOutput(shape, 'float32')) : undefined; // before taking views: it may grow the heap
     try {
-      const xs = heap ? heap.typedArrayFromHeap(x) : (x.dataSync() as Float32Array); // [M, K]
+      const xs = readNow(x); // [M, K]
       const ys = y ? heap!.typedArrayFromHeap(y) : new Float32Array(M * N); // [M, N]
       this.gemmRows(xs, ys, M);
       return y ?? tf.tensor(ys, shape, 'float32');
