@@ -78,9 +78,9 @@ export function encodeModel(graph: object, contrib = false): Uint8Array {
   return type.encode(type.fromObject({ irVersion: 9, producerName: 'sp', opsetImport, graph })).finish();
 }
 
-export const valueInfo = (name: string, dims: (number | string)[]) => ({
+export const valueInfo = (name: string, dims: (number | string)[], elemType = FLOAT) => ({
   name,
-  type: { tensorType: { elemType: FLOAT, shape: { dim: dims.map((d) => (typeof d === 'string' ? { dimParam: d } : { dimValue: d })) } } },
+  type: { tensorType: { elemType, shape: { dim: dims.map((d) => (typeof d === 'string' ? { dimParam: d } : { dimValue: d })) } } },
 });
 
 /** A float32 initializer whose bytes are the whole in-memory file `file`. */
@@ -159,11 +159,15 @@ export function batchMatMulGraph(transB: boolean, alpha: number): Uint8Array {
 /**
  * Attention after the qkv product and the cache update, in one call (the forward pass uses it when
  * no hook wants q, k, v, the scores or the pattern): q = the heads of qkv [B, S, 3·H·Dh]'s first
- * third; pattern = softmax(alpha · q kᵀ + bias) over k [B, H, T, Dh] (bias [B or 1, 1, S, T] when
- * `masked`); z = pattern · v as [B, S, H·Dh]. The products are the FusedMatMul nodes
- * batchMatMulGraph runs and the Softmax the step-by-step path runs on this engine (unaryGraph),
- * so both paths give the same values. The cache is grown outside (copies.ts appendHeads): onnxruntime's
- * Concat copied [8, 12, 40, 64] at ~4 GB/s, 7× slower than block copies on the heap.
+ * third; k, v [B, H, C, Dh] are cache buffers whose first T positions are filled (copies.ts);
+ * scores = alpha · q kᵀ over all C, cut to the first T (input `T`), plus bias [B or 1, 1, S, T]
+ * when `masked`; pattern = softmax(scores), padded with zeros back to C (input `pads`: C − T
+ * zeros on the last axis) so that z = pattern · v needs no copy of v; z as [B, S, H·Dh]. The
+ * step-by-step path on this engine makes the same calls (batchMatMulGraph's FusedMatMul on the same
+ * buffers, the Softmax of unaryGraph, the same cut and padding), so both give the same values bit
+ * for bit (MLAS' sums over C zero-padded positions differ from sums over T in the last bit for some
+ * T, so both use C). The cache is grown outside: onnxruntime's Concat copied [8, 12, 40, 64] at
+ * ~4 GB/s, 7× slower than block copies on the heap, and the spare rows take later positions in place.
  */
 export function attentionGraph(H: number, Dh: number, alpha: number, masked: boolean): Uint8Array {
   const D = H * Dh;
@@ -173,16 +177,18 @@ export function attentionGraph(H: number, Dh: number, alpha: number, masked: boo
     node('split', 'Split', ['qkv'], ['q', 'k_', 'v_'], [{ name: 'axis', type: INT, i: 2 }]), // equal parts; only q is used
     node('q_r', 'Reshape', ['q', 'heads_shape'], ['q5']),
     node('q_t', 'Transpose', ['q5'], ['q4'], [perm]),
-    node('qk', 'FusedMatMul', ['q4', 'k'], ['scores0'], [{ name: 'transB', type: INT, i: 1 }, { name: 'alpha', type: FLOAT_ATTR, f: alpha }], 'com.microsoft'),
+    node('qk', 'FusedMatMul', ['q4', 'k'], ['scoresC'], [{ name: 'transB', type: INT, i: 1 }, { name: 'alpha', type: FLOAT_ATTR, f: alpha }], 'com.microsoft'),
+    node('cut', 'Slice', ['scoresC', 'zero', 'T', 'last_axis'], ['scores0']),
     ...(masked ? [node('mask', 'Add', ['scores0', 'bias'], ['scores'])] : []),
     node('softmax', 'Softmax', [masked ? 'scores' : 'scores0'], ['pattern'], [{ name: 'axis', type: INT, i: -1 }]),
-    node('patv', 'FusedMatMul', ['pattern', 'v'], ['z4'], [{ name: 'transB', type: INT, i: 0 }, { name: 'alpha', type: FLOAT_ATTR, f: 1 }], 'com.microsoft'),
+    node('pad', 'Pad', ['pattern', 'pads'], ['patternC']),
+    node('patv', 'FusedMatMul', ['patternC', 'v'], ['z4'], [{ name: 'transB', type: INT, i: 0 }, { name: 'alpha', type: FLOAT_ATTR, f: 1 }], 'com.microsoft'),
     node('z_t', 'Transpose', ['z4'], ['z5'], [perm]),
     node('z_r', 'Reshape', ['z5', 'model_shape'], ['z']),
   ];
-  const cache = (n: string) => valueInfo(n, ['B', H, 'T', Dh]);
-  const inputs = [valueInfo('qkv', ['B', 'S', 3 * D]), cache('k'), cache('v'), ...(masked ? [valueInfo('bias', ['Bb', 1, 'S', 'T'])] : [])];
-  const initializer = [int64s('heads_shape', [0, 0, H, Dh]), int64s('model_shape', [0, 0, D])];
+  const cache = (n: string) => valueInfo(n, ['B', H, 'C', Dh]);
+  const inputs = [valueInfo('qkv', ['B', 'S', 3 * D]), cache('k'), cache('v'), valueInfo('T', [1], INT64), valueInfo('pads', [8], INT64), ...(masked ? [valueInfo('bias', ['Bb', 1, 'S', 'T'])] : [])];
+  const initializer = [int64s('heads_shape', [0, 0, H, Dh]), int64s('model_shape', [0, 0, D]), int64s('zero', [0]), int64s('last_axis', [3])];
   return encodeModel({ name: 'attention', node: nodes, initializer, input: inputs, output: [valueInfo('z', ['B', 'S', D])] }, true);
 }
 

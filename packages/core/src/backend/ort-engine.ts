@@ -24,7 +24,7 @@ import type * as tfc from '@tensorflow/tfjs-core';
 import { createRequire } from 'node:module';
 import { SpError } from '../errors.js';
 import { gemmThreads } from './gemm/pool.js';
-import { appendHeads } from './copies.js';
+import { appendFromQkv } from './copies.js';
 import { heapTensor, readNow, wasmHeap } from './heap.js';
 import { tf } from './index.js';
 import { tfjsBatchMatMul, withInputGradient, type Linear } from './linear.js';
@@ -42,9 +42,9 @@ const require = (nodeModule?.createRequire ?? createRequire)(import.meta.url);
 
 /** A tensor as the binding reads it (the fields of onnxruntime-common's Tensor it uses). */
 interface OrtTensor {
-  readonly type: 'float32';
+  readonly type: 'float32' | 'int64';
   readonly dims: readonly number[];
-  readonly data: Float32Array;
+  readonly data: Float32Array | BigInt64Array;
   readonly location: 'cpu';
 }
 type Feeds = Record<string, OrtTensor>;
@@ -454,14 +454,17 @@ function graphSession(key: string, threads: number, graph: () => Uint8Array): Na
  */
 const threadsFor = (macs: number) => (macs < 1 << 20 ? 1 : gemmThreads());
 
-/** Runs `session` on float32 inputs read in place from the heap, into new outputs of the given shapes (written in place). */
-function runOnHeap(session: NativeSession, inputs: Record<string, tfc.Tensor>, outputs: Record<string, number[]>): tfc.Tensor[] {
+/**
+ * Runs `session` on float32 inputs read in place from the heap (plus `extra` small inputs as they
+ * are), into new outputs of the given shapes (written in place).
+ */
+function runOnHeap(session: NativeSession, inputs: Record<string, tfc.Tensor>, outputs: Record<string, number[]>, extra: Feeds = {}): tfc.Tensor[] {
   const heap = wasmHeap();
   const shapes = Object.values(outputs);
   const made = heap ? shapes.map((shape) => heapTensor(heap.makeOutput(shape, 'float32'))) : []; // before the views: it may grow the heap
   try {
     const t = (dims: number[], data: Float32Array): OrtTensor => ({ type: 'float32', dims, data, location: 'cpu' });
-    const feeds: Feeds = {};
+    const feeds: Feeds = { ...extra };
     for (const [name, x] of Object.entries(inputs)) feeds[name] = t(x.shape as number[], readNow(x));
     const hosts = shapes.map((shape, i) => (heap ? heap.typedArrayFromHeap(made[i]) : new Float32Array(shape.reduce((a, b) => a * b, 1))));
     const fetches: Feeds = {};
@@ -489,22 +492,29 @@ export function ortBatchMatMul(a: tfc.Tensor, b: tfc.Tensor, transB: boolean, al
   return runOnHeap(session, { a, b }, { c: [B0, B1, M, N] })[0];
 }
 
-/** The fused attention core (upload.ts AttentionCore; onnx-graph.ts attentionGraph after copies.ts appendHeads), on the wasm heap only. */
-export function ortAttention(qkv: tfc.Tensor, past: { k: tfc.Tensor; v: tfc.Tensor } | undefined, H: number, alpha: number, bias: tfc.Tensor | undefined): { z: tfc.Tensor; k: tfc.Tensor4D; v: tfc.Tensor4D } | undefined {
+const int64 = (values: number[]): OrtTensor => ({ type: 'int64', dims: [values.length], data: BigInt64Array.from(values, BigInt), location: 'cpu' });
+
+/**
+ * The fused attention core (upload.ts AttentionCore): the cache grown by copies.ts appendFromQkv
+ * (in place where the buffers have room), then onnx-graph.ts attentionGraph; on the wasm heap only.
+ */
+export function ortAttention(qkv: tfc.Tensor, past: { k: tfc.Tensor; v: tfc.Tensor; length?: number } | undefined, H: number, alpha: number, bias: tfc.Tensor | undefined): { z: tfc.Tensor; k: tfc.Tensor4D; v: tfc.Tensor4D; length: number } | undefined {
   if (!wasmHeap() || tf.engine().state.gradientDepth > 0 || qkv.rank !== 3 || qkv.dtype !== 'float32' || (bias && bias.dtype !== 'float32')) return undefined;
   const [B, S, D3] = qkv.shape as number[];
   const D = D3 / 3, Dh = D / H;
-  if (!Number.isInteger(Dh) || B * S === 0 || (past && !(rank4(past.k, past.v) && past.k.shape[0] === B && past.k.shape[1] === H && past.k.shape[3] === Dh))) return undefined;
-  const k = appendHeads(past?.k as tfc.Tensor4D | undefined, qkv, 1, H)!;
-  const v = appendHeads(past?.v as tfc.Tensor4D | undefined, qkv, 2, H)!;
+  const P = past ? (past.length ?? past.k.shape[2]!) : 0;
+  if (!Number.isInteger(Dh) || B * S === 0 || (past && !(rank4(past.k, past.v) && past.k.shape[0] === B && past.k.shape[1] === H && past.k.shape[3] === Dh && past.v.shape[2] === past.k.shape[2] && P <= past.k.shape[2]!))) return undefined;
+  const k = appendFromQkv(past?.k as tfc.Tensor4D | undefined, P, qkv, 1, H)!;
+  const v = appendFromQkv(past?.v as tfc.Tensor4D | undefined, P, qkv, 2, H)!;
+  const fresh = [k, v].filter((t) => t !== past?.k && t !== past?.v); // new buffers (not grown in place)
   try {
-    const T = k.shape[2];
+    const T = P + S, C = k.shape[2];
     const session = graphSession(`attn:${H}:${Dh}:${alpha}:${bias ? 1 : 0}`, threadsFor(2 * B * H * S * T * Dh), () => attentionGraph(H, Dh, alpha, bias !== undefined));
     const inputs: Record<string, tfc.Tensor> = bias ? { qkv, k, v, bias } : { qkv, k, v };
-    const [z] = runOnHeap(session, inputs, { z: [B, S, D] });
-    return { z, k, v };
+    const [z] = runOnHeap(session, inputs, { z: [B, S, D] }, { T: int64([T]), pads: int64([0, 0, 0, 0, 0, 0, 0, C - T]) });
+    return { z, k, v, length: T };
   } catch (e) {
-    tf.dispose([k, v]);
+    tf.dispose(fresh);
     throw e;
   }
 }

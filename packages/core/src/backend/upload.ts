@@ -61,17 +61,19 @@ export interface PackedMemory {
 
 /**
  * Attention after the qkv product in one native call: qkv [B, S, 3·D] and the past cache (k, v
- * [B, H, P, Dh]) → z [B, S, D] and the new cache [B, H, P + S, Dh]; `bias` [B or 1, 1, S, T] is
- * added to alpha · q kᵀ before the softmax. Undefined where the engine cannot (a gradient tape,
- * tensors outside its memory): the forward pass then takes the step-by-step ops.
+ * [B, H, C, Dh] with their first `length` positions filled, all C when absent) → z [B, S, D] and
+ * the cache after this call (buffers with length P + S filled: past's own, grown in place, or new
+ * ones; copies.ts appendPositions); `bias` [B or 1, 1, S, T] is added to alpha · q kᵀ before the
+ * softmax. Undefined where the engine cannot (a gradient tape, tensors outside its memory): the
+ * forward pass then takes the step-by-step ops.
  */
 export type AttentionCore = (
   qkv: tfc.Tensor,
-  past: { k: tfc.Tensor; v: tfc.Tensor } | undefined,
+  past: { k: tfc.Tensor; v: tfc.Tensor; length?: number } | undefined,
   nHead: number,
   alpha: number,
   bias: tfc.Tensor | undefined,
-) => { z: tfc.Tensor; k: tfc.Tensor4D; v: tfc.Tensor4D } | undefined;
+) => { z: tfc.Tensor; k: tfc.Tensor4D; v: tfc.Tensor4D; length: number } | undefined;
 
 /** A matrix engine: how the Linear layers are held and multiplied. Each engine is one file in backend/. */
 export interface Engine {

@@ -258,7 +258,7 @@ async function* generateBatch(
     const tile = <T extends tfc.Tensor>(t: T): T => (n > 1 ? gatherRows(t, rows) : t);
     // The prefill logits stay [P, 1, V]: every sample of a prompt reads its prompt's row (tiling
     // them would copy the vocabulary-wide row n times for nothing).
-    return { logits: out.logits!, past: out.present.map((kv) => ({ k: tile(kv.k), v: tile(kv.v) })) as KVCache };
+    return { logits: out.logits!, past: out.present.map((kv) => ({ k: tile(kv.k), v: tile(kv.v), length: kv.length })) as KVCache };
   });
   const t1 = performance.now();
 
@@ -313,7 +313,9 @@ async function* generateBatch(
         });
         return { logits: out.logits!, past: out.present };
       }));
-      tf.dispose(prev as unknown as tfc.Tensor[]);
+      // The step grows the cache in place where its buffers have room: free only the buffers it replaced.
+      const kept = new Set(past.flatMap((kv) => [kv.k, kv.v]));
+      tf.dispose(prev.flatMap((kv) => [kv.k, kv.v]).filter((t) => !kept.has(t)));
       for (let r = 0; r < R; r++) nextPos[r]++;
     }
   } finally {

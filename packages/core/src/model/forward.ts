@@ -7,17 +7,23 @@
  */
 import type * as tfc from '@tensorflow/tfjs-core';
 import { tf } from '../backend/index.js';
-import { concatPositions } from '../backend/copies.js';
+import { appendHeads } from '../backend/copies.js';
 import { geluNew, layerNorm } from '../backend/kernels.js';
 import type { HookRunner } from '../hooks/index.js';
 import type { Linear } from '../backend/linear.js';
 import type { GPT2Config } from '../config.js';
 import type { DeviceWeights } from './weights.js';
 
-/** Past keys/values per layer: k, v [b, h, past, dh]. */
+/**
+ * Past keys/values per layer: k, v [b, h, C, dh] whose first `length` positions are filled (all C
+ * when absent); the rest is spare room that the next calls fill in place (backend/copies.ts), so a
+ * call's `present` may share its buffers with its `past`: dispose a past only if it is not also
+ * in the present that replaces it.
+ */
 export interface LayerKV {
   k: tfc.Tensor4D;
   v: tfc.Tensor4D;
+  length?: number;
 }
 export type KVCache = LayerKV[];
 
@@ -63,7 +69,7 @@ export function unembed(w: DeviceWeights, x: tfc.Tensor): tfc.Tensor3D {
 export function forward(cfg: GPT2Config, w: DeviceWeights, inp: ForwardInput): ForwardOutput {
   const { nHead: h, dHead: dh, dModel: d, layerNormEps: eps } = cfg;
   const [b, s] = inp.ids.shape;
-  const pastLen = inp.past?.[0]?.k.shape[2] ?? 0;
+  const pastLen = inp.past?.[0] ? (inp.past[0].length ?? inp.past[0].k.shape[2]) : 0;
   const T = pastLen + s;
   const hook = (name: string, t: tfc.Tensor): tfc.Tensor => (inp.hooks && !inp.hooks.empty ? inp.hooks.run(name, t) : t);
   // `ln` = 'blocks.{i}.ln1' | 'blocks.{i}.ln2' | 'ln_final'. The fused kernel unless a hook (or
@@ -108,7 +114,7 @@ export function forward(cfg: GPT2Config, w: DeviceWeights, inp: ForwardInput): F
     const core = attnCore && !inp.hooks?.wants(...coreHooks.map((n) => p + n)) ? attnCore(qkv, past, h, 1 / Math.sqrt(dh), bias) : undefined;
     let z: tfc.Tensor; // [b, s, h, dh]
     if (core) {
-      present.push({ k: core.k, v: core.v });
+      present.push({ k: core.k, v: core.v, length: T });
       z = hook(p + 'attn.hook_z', tf.reshape(core.z, [b, s, h, dh]));
     } else {
       const [q0, k0, v0] = tf.split(qkv, 3, -1);
@@ -116,13 +122,19 @@ export function forward(cfg: GPT2Config, w: DeviceWeights, inp: ForwardInput): F
       const q = toHeads(hook(p + 'attn.hook_q', heads(q0))); // [b, h, s, dh]
       const kNew = toHeads(hook(p + 'attn.hook_k', heads(k0))) as tfc.Tensor4D;
       const vNew = toHeads(hook(p + 'attn.hook_v', heads(v0))) as tfc.Tensor4D;
-      const k = past ? concatPositions(past.k, kNew) : kNew; // [b, h, T, dh]
-      const v = past ? concatPositions(past.v, vNew) : vNew;
-      present.push({ k: k as tfc.Tensor4D, v: v as tfc.Tensor4D });
-      let scores = bmm(q, k, true, 1 / Math.sqrt(dh)); // [b, h, s, T]
+      // The cache buffers [b, h, C, dh], C ≥ T: with spare room for the next positions on an engine
+      // with a fused core (its products read the buffers as they are); the products run over all C
+      // and the scores are cut to T, the fused core's exact steps (its values, bit for bit).
+      const k = appendHeads(past?.k, pastLen, kNew, attnCore !== undefined);
+      const v = appendHeads(past?.v, pastLen, vNew, attnCore !== undefined);
+      const C = k.shape[2];
+      present.push({ k, v, length: T });
+      let scores = bmm(q, k, true, 1 / Math.sqrt(dh)); // [b, h, s, C]
+      if (C > T) scores = tf.slice(scores, [0, 0, 0, 0], [b, h, s, T]); // [b, h, s, T]
       scores = hook(p + 'attn.hook_attn_scores', bias ? tf.add(scores, bias) : scores);
       const pattern = hook(p + 'attn.hook_pattern', w.params.softmax(scores)); // [b, h, s, T]
-      z = hook(p + 'attn.hook_z', fromHeads(bmm(pattern, v, false))); // [b, s, h, dh]
+      const padded = C > T ? tf.pad(pattern, [[0, 0], [0, 0], [0, 0], [0, C - T]]) : pattern; // zero weight on the spare rows
+      z = hook(p + 'attn.hook_z', fromHeads(bmm(padded, v, false))); // [b, s, h, dh]
     }
     const attnOut = hook(p + 'hook_attn_out', inp.hooks?.wants(p + 'attn.hook_result') ? attnResultHooked(p, z, bw.o, h, dh, d, hook) : bw.o.apply(tf.reshape(z, [b, s, d]))); // [b, s, d]
     resid = hook(p + 'hook_resid_mid', tf.add(resid, attnOut));

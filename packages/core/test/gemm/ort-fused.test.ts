@@ -2,12 +2,16 @@
  * The onnxruntime engine's fused calls against float64 plain-loop references:
  *  - the attention core (ortAttention: the cache grown by heap copies, then QKᵀ · alpha + bias,
  *    softmax, · V in one session), with and without a past, with and without a bias, one new
- *    position and several; the grown cache equals tf.concat of the heads bit for bit;
+ *    position and several; the grown cache's filled positions equal tf.concat of the heads bit for
+ *    bit, its spare rows are zeros, later steps fill them in place, a branch gets its own buffer;
+ *  - at GPT-2's head sizes and contexts where MLAS' sums over padded rows differ in the last bit
+ *    from sums over the filled ones, the fused core equals the step-by-step path's calls bit for bit;
  *  - c_fc with gelu_new in the same call (applyGelu), sliced over the pool and whole;
  *  - the step-by-step kernels (softmax, gelu) give the fused calls' values bit for bit.
  */
 import { initBackend, tf } from '../../src/backend/index.js';
-import { ortAttention, ortEngine, ortLinear } from '../../src/backend/ort-engine.js';
+import { ortAttention, ortBatchMatMul, ortEngine, ortLinear } from '../../src/backend/ort-engine.js';
+import { CACHE_STEP } from '../../src/backend/copies.js';
 import type { Linear } from '../../src/backend/linear.js';
 import { firstBitDiff, maxRelErr, randArray, refDense } from './reference.js';
 
@@ -66,17 +70,71 @@ describe('the fused attention core', () => {
     const bias = biasA ? tf.tensor4d(biasA, [B, 1, S, T]) : undefined;
     const before = tf.memory().numTensors;
     const r = ortAttention(qkv, past, H, alpha, bias)!;
+    // A prefill's buffers hold exactly its positions; a decode step's get spare rows for the next ones.
+    const C = P === 0 && S > 1 ? T : Math.ceil(T / CACHE_STEP) * CACHE_STEP;
     expect(r.z.shape).toEqual([B, S, D]);
-    expect(r.k.shape).toEqual([B, H, T, Dh]);
+    expect(r.k.shape).toEqual([B, H, C, Dh]);
+    expect(r.length).toBe(T);
     expect(maxRelErr(r.z.dataSync(), refAttention(qkvA, B, S, pkA, pvA, P, alpha, biasA && { data: biasA, rows: B }))).toBeLessThan(1e-5);
     for (const [got, part, p] of [[r.k, 1, past?.k], [r.v, 2, past?.v]] as const) {
-      const want = tf.tidy(() => (p ? tf.concat([p, heads(qkv, part, B, S)], 2) : heads(qkv, part, B, S)));
+      const want = tf.tidy(() => {
+        const cat = p ? tf.concat([p, heads(qkv, part, B, S)], 2) : heads(qkv, part, B, S);
+        return C > T ? tf.concat([cat, tf.zeros([B, H, C - T, Dh])], 2) : cat; // spare rows: zeros
+      });
       expect(firstBitDiff(got.dataSync() as Float32Array, want.dataSync() as Float32Array)).toBe(-1);
       want.dispose();
     }
     tf.dispose([r.z, r.k, r.v]);
     expect(tf.memory().numTensors).toBe(before); // nothing else left behind
     tf.dispose([qkv, ...(bias ? [bias] : []), ...(past ? [past.k, past.v] : [])]);
+  });
+
+  test('decode steps fill the spare rows in place; a second step from the same past (a branch) gets its own buffer and leaves the first one\'s intact', () => {
+    const B = 2, P = 3, alpha = 0.5;
+    const past = { k: tf.tensor4d(randArray(B * H * P * Dh, 31, 1), [B, H, P, Dh]), v: tf.tensor4d(randArray(B * H * P * Dh, 32, 1), [B, H, P, Dh]) };
+    const q1 = tf.tensor3d(randArray(B * 3 * D, 33, 1), [B, 1, 3 * D]), q2 = tf.tensor3d(randArray(B * 3 * D, 34, 1), [B, 1, 3 * D]), q3 = tf.tensor3d(randArray(B * 3 * D, 35, 1), [B, 1, 3 * D]);
+    const s1 = ortAttention(q1, past, H, alpha, undefined)!; // P = 3 filled, no room: a new buffer
+    expect(s1.k).not.toBe(past.k);
+    const s2 = ortAttention(q2, s1, H, alpha, undefined)!; // room: in place
+    expect(s2.k).toBe(s1.k);
+    expect(s2.v).toBe(s1.v);
+    expect(s2.length).toBe(P + 2);
+    const kAfterS2 = s2.k.dataSync().slice();
+    const b3 = ortAttention(q3, s1, H, alpha, undefined)!; // from s1 again: s2 already wrote position 4
+    expect(b3.k).not.toBe(s1.k);
+    expect(firstBitDiff(s2.k.dataSync() as Float32Array, kAfterS2)).toBe(-1); // s2's keys untouched
+    // Each result is the contiguous computation's, bit for bit: keys and z.
+    const kCat = (qs: tf.Tensor[]) => tf.tidy(() => tf.concat([past.k, ...qs.map((q) => heads(q, 1, B, 1))], 2));
+    for (const [got, qs] of [[s2, [q1, q2]], [b3, [q1, q3]]] as const) {
+      const want = kCat([...qs]);
+      const filled = tf.slice(got.k, [0, 0, 0, 0], [B, H, P + 2, Dh]);
+      expect(firstBitDiff(filled.dataSync() as Float32Array, want.dataSync() as Float32Array)).toBe(-1);
+      tf.dispose([want, filled]);
+      const last = qs[1];
+      const pk = tf.tidy(() => tf.concat([past.k, heads(qs[0], 1, B, 1)], 2)), pv = tf.tidy(() => tf.concat([past.v, heads(qs[0], 2, B, 1)], 2));
+      const ref = ortAttention(last, { k: pk, v: pv }, H, alpha, undefined)!; // from a contiguous past
+      expect(firstBitDiff(got.z.dataSync() as Float32Array, ref.z.dataSync() as Float32Array)).toBe(-1);
+      tf.dispose([pk, pv, ref.z, ref.k, ref.v]);
+    }
+    tf.dispose([past.k, past.v, q1, q2, q3, s1.z, s1.k, s1.v, s2.z, b3.z, b3.k, b3.v]);
+  });
+
+  test.each([[1, 130], [8, 122], [2, 302], [1, 40]])('GPT-2 head sizes, %i rows after %i positions: the fused core = the step-by-step calls (QKᵀ over the buffer, cut, softmax, zero padding, · V) bit for bit', (B, P) => {
+    const h = 12, dh = 64, d = h * dh, alpha = 1 / sqrt(dh), T = P + 1;
+    const C = Math.ceil(T / CACHE_STEP) * CACHE_STEP;
+    const kv = (seed: number) => tf.tidy(() => tf.concat([tf.tensor4d(randArray(B * h * P * dh, seed, 1), [B, h, P, dh]), tf.zeros([B, h, C - P, dh])], 2) as tf.Tensor4D);
+    const past = { k: kv(41), v: kv(42), length: P };
+    const qkv = tf.tensor3d(randArray(B * 3 * d, 43, 1), [B, 1, 3 * d]);
+    const r = ortAttention(qkv, past, h, alpha, undefined)!;
+    expect(r.k).toBe(past.k); // room: in place
+    const z = tf.tidy(() => {
+      const q = tf.reshape(tf.slice(qkv, [0, 0, 0], [B, 1, d]), [B, h, 1, dh]);
+      const scores = tf.slice(ortBatchMatMul(q, r.k, true, alpha), [0, 0, 0, 0], [B, h, 1, T]);
+      const pattern = ortEngine.softmax!(scores)!;
+      return tf.reshape(ortBatchMatMul(tf.pad(pattern, [[0, 0], [0, 0], [0, 0], [0, C - T]]), r.v, false), [B, 1, d]);
+    });
+    expect(firstBitDiff(r.z.dataSync() as Float32Array, z.dataSync() as Float32Array)).toBe(-1);
+    tf.dispose([past.k, past.v, qkv, r.z, z]);
   });
 
   test('under a gradient tape it declines (the forward pass takes the tfjs ops)', () => {
