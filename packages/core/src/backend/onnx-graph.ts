@@ -106,12 +106,13 @@ export const B_FILE = 'b.bin';
 /**
  * y [M, N] = x [M, K] @ W + b, M free. `stored`: 'in-out' = W given as [K, N] (HF Conv1D) and
  * multiplied by MatMul, with the bias-free product also an output ('xw', what `weight()` reads W
- * back through), and gelu_new(y) a third ('g', com.microsoft's FastGelu: the tanh form GPT-2
- * uses; onnxruntime computes only the outputs a run asks for); 'out-in' = W given as [N, K] (the
+ * back through), and with `gelu` gelu_new(y) a third ('g', com.microsoft's FastGelu: the tanh form
+ * GPT-2 uses; only on c_fc: onnxruntime runs every node of a graph whatever outputs a run asks
+ * for, ~20 µs per 8 × 2304 for nothing on the other layers); 'out-in' = W given as [N, K] (the
  * tied unembedding), Gemm with transB. `wInput`: W is an input fed at every run (from memory the
  * caller keeps) instead of an initializer.
  */
-export function linearGraph(K: number, N: number, stored: 'in-out' | 'out-in', bias: boolean, wInput = false): Uint8Array {
+export function linearGraph(K: number, N: number, stored: 'in-out' | 'out-in', bias: boolean, wInput = false, gelu = false): Uint8Array {
   const wDims = stored === 'in-out' ? [K, N] : [N, K];
   const inits = wInput ? [] : [external('W', wDims, W_FILE)];
   if (bias) inits.push(external('b', [N], B_FILE));
@@ -125,9 +126,10 @@ export function linearGraph(K: number, N: number, stored: 'in-out' | 'out-in', b
           ]
         : [{ name: 'matmul', opType: 'MatMul', input: ['x', 'W'], output: ['y'] }];
   const outputs = [valueInfo('y', ['M', N])];
-  const gelu = stored === 'in-out' && bias;
+  if (stored === 'in-out' && bias) outputs.push(valueInfo('xw', ['M', N]));
+  gelu &&= stored === 'in-out' && bias;
   if (gelu) {
-    outputs.push(valueInfo('xw', ['M', N]), valueInfo('g', ['M', N]));
+    outputs.push(valueInfo('g', ['M', N]));
     nodes.push({ name: 'gelu', opType: 'FastGelu', domain: 'com.microsoft', input: ['y'], output: ['g'] });
   }
   const inputs = [valueInfo('x', ['M', K])];

@@ -150,6 +150,8 @@ class OrtLinear implements Linear {
     private readonly fromFile?: (start: number, count: number) => Float32Array,
     /** Column slices 1… of W on the pool's worker threads (the session holds slice 0, cols[0] wide). */
     private readonly slices?: { pool: OrtPool; cols: number[]; ids: number[] },
+    /** Its graph has the gelu_new output (c_fc). */
+    private readonly gelu = false,
   ) {
     this.session = session;
   }
@@ -164,9 +166,9 @@ class OrtLinear implements Linear {
     return withInputGradient(x, this.outDim, (xin) => this.applyOrt(xin), (dy) => tf.matMul(dy, this.storedWeight(), false, this.stored === 'in-out'));
   }
 
-  /** gelu_new(x @ W + b) in the same native call ('in-out' layers with a bias); undefined under a gradient tape or off the wasm heap. */
+  /** gelu_new(x @ W + b) in the same native call (c_fc: 'in-out' with a bias, built with gelu); undefined under a gradient tape or off the wasm heap. */
   applyGelu(x: tfc.Tensor): tfc.Tensor | undefined {
-    if (this.stored !== 'in-out' || !this.hasBias || tf.engine().state.gradientDepth > 0 || !wasmHeap()) return undefined;
+    if (!this.gelu || this.stored !== 'in-out' || !this.hasBias || tf.engine().state.gradientDepth > 0 || !wasmHeap()) return undefined;
     return this.applyOrt(x, 'g');
   }
 
@@ -303,19 +305,19 @@ class OrtLinear implements Linear {
  * One layer y = x @ W + b in onnxruntime. `w`: W as `stored` ([in, out] or [out, in]); `keep`: hold
  * on to `w` (the caller must not reuse it then), else onnxruntime's copy is the only one.
  */
-export function ortLinear(inDim: number, outDim: number, stored: 'in-out' | 'out-in', w: Float32Array, b: Float32Array | undefined, keep: boolean, what = 'linear', fromFile?: (start: number, count: number) => Float32Array, sliced = true): Linear {
+export function ortLinear(inDim: number, outDim: number, stored: 'in-out' | 'out-in', w: Float32Array, b: Float32Array | undefined, keep: boolean, what = 'linear', fromFile?: (start: number, count: number) => Float32Array, sliced = true, gelu = false): Linear {
   const ort = requireOrt();
   // A kept W is fed at every run (no second copy in onnxruntime).
   const wInput = keep;
   // Block-sized layers are sliced over the pool (ort-pool.ts); the unembedding is faster whole, on
   // onnxruntime's own threads (measured at 1, 8 and 832 rows: 4.4 / 7.4 / 286 ms whole, 5.6 / 7.6 / 360 sliced).
   const parts = !sliced || wInput || !sliceable(inDim, outDim) ? 1 : Math.min(gemmThreads(), Math.floor(outDim / 16));
-  if (parts > 1) return slicedLinear(ort, inDim, outDim, stored, w, b, parts, what, fromFile);
-  const graph = linearGraph(inDim, outDim, stored, b !== undefined, wInput);
+  if (parts > 1) return slicedLinear(ort, inDim, outDim, stored, w, b, parts, what, fromFile, gelu);
+  const graph = linearGraph(inDim, outDim, stored, b !== undefined, wInput, gelu);
   const files = wInput ? [] : [{ path: W_FILE, data: bytes(w) }];
   if (b) files.push({ path: B_FILE, data: bytes(b) });
   const session = loadSession(ort, graph, sessionOptions(files), what);
-  return new OrtLinear(session, inDim, outDim, stored, b !== undefined, keep ? w : undefined, wInput, fromFile);
+  return new OrtLinear(session, inDim, outDim, stored, b !== undefined, keep ? w : undefined, wInput, fromFile, undefined, gelu);
 }
 
 function loadSession(ort: Ort, graph: Uint8Array, options: object, what: string): NativeSession {
@@ -352,7 +354,7 @@ function releaseSliceBuffers(): void {
  * (ort-pool.ts says why). A slice's W and b are copied out of `w` ('in-out': its columns; 'out-in':
  * its rows, already contiguous) and then held only by onnxruntime.
  */
-function slicedLinear(ort: Ort, K: number, N: number, stored: 'in-out' | 'out-in', w: Float32Array, b: Float32Array | undefined, parts: number, what: string, fromFile?: (start: number, count: number) => Float32Array): Linear {
+function slicedLinear(ort: Ort, K: number, N: number, stored: 'in-out' | 'out-in', w: Float32Array, b: Float32Array | undefined, parts: number, what: string, fromFile?: (start: number, count: number) => Float32Array, gelu = false): Linear {
   pool ??= new OrtPool(require.resolve('onnxruntime-node/dist/binding'));
   pool.grow(parts - 1);
   const per = Math.ceil(N / parts / 16) * 16;
@@ -376,7 +378,7 @@ function slicedLinear(ort: Ort, K: number, N: number, stored: 'in-out' | 'out-in
         bs.set(b.subarray(c0, c0 + n));
         files.push({ path: B_FILE, data: bs });
       }
-      const graph = linearGraph(K, n, stored, b !== undefined);
+      const graph = linearGraph(K, n, stored, b !== undefined, false, gelu);
       if (p === 0) session = loadSession(ort, graph, sessionOptions(files.map((f) => ({ path: f.path, data: bytes(f.data) })), 1), what);
       else ids.push(pool.load(p - 1, { graph, files }, { ...sessionOptions([], 1), externalData: undefined }, K, n));
       c0 += n;
@@ -386,7 +388,7 @@ function slicedLinear(ort: Ort, K: number, N: number, stored: 'in-out' | 'out-in
     ids.forEach((id, i) => pool!.dispose(i, id));
     throw e instanceof SpError ? e : new SpError('UNSUPPORTED', `onnxruntime could not load layer ${what}: ${String((e as Error)?.message ?? e).split('\n')[0]}`);
   }
-  return new OrtLinear(session!, K, N, stored, b !== undefined, undefined, false, fromFile, { pool, cols, ids });
+  return new OrtLinear(session!, K, N, stored, b !== undefined, undefined, false, fromFile, { pool, cols, ids }, gelu);
 }
 
 export const ortEngine: Engine = {
@@ -418,7 +420,7 @@ export const ortEngine: Engine = {
         const w = up.floats(s.weight, size(s), keep ? undefined : new Float32Array(scratch, 0, size(s)));
         const b = s.bias === undefined ? undefined : up.floats(s.bias, s.outDim);
         const fromFile = s.stored === 'out-in' && !keep ? up.rangeReader(s.weight) : undefined;
-        linears[i] = ortLinear(s.inDim, s.outDim, s.stored, w, b, keep, s.weight, fromFile, pooled);
+        linears[i] = ortLinear(s.inDim, s.outDim, s.stored, w, b, keep, s.weight, fromFile, pooled, s.gelu === true);
       }
       scratch.resize(0);
       releaseSliceBuffers();

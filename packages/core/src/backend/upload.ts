@@ -35,6 +35,8 @@ export interface LinearSpec {
   inDim: number;
   outDim: number;
   stored: 'in-out' | 'out-in';
+  /** gelu_new follows (c_fc): an engine may offer both in one call (Linear.applyGelu). */
+  gelu?: boolean;
 }
 
 /** A parameter loaded as a plain float32 tfjs tensor of `shape`. */

@@ -155,9 +155,9 @@ describe('c_fc with gelu_new in one call', () => {
   beforeAll(() => {
     const prev = process.env.SP_THREADS;
     process.env.SP_THREADS = '3';
-    sliced = ortLinear(K, N, 'in-out', Float32Array.from(W), Float32Array.from(b), false);
+    sliced = ortLinear(K, N, 'in-out', Float32Array.from(W), Float32Array.from(b), false, 'fc', undefined, true, true);
     process.env.SP_THREADS = '1';
-    whole = ortLinear(K, N, 'in-out', Float32Array.from(W), Float32Array.from(b), false);
+    whole = ortLinear(K, N, 'in-out', Float32Array.from(W), Float32Array.from(b), false, 'fc', undefined, true, true);
     if (prev === undefined) delete process.env.SP_THREADS;
     else process.env.SP_THREADS = prev;
   });
@@ -182,6 +182,14 @@ describe('c_fc with gelu_new in one call', () => {
       tf.dispose([g, y, stepwise]);
     }
     x.dispose();
+  });
+
+  test('a layer built without gelu (c_attn, c_proj) has no fused gelu', () => {
+    const plain = ortLinear(K, N, 'in-out', Float32Array.from(W), Float32Array.from(b), false);
+    const x = tf.ones([1, K]);
+    expect(plain.applyGelu!(x)).toBeUndefined();
+    tf.dispose(x);
+    plain.dispose();
   });
 
   test('under a gradient tape the fused gelu declines (the forward pass takes apply and gelu)', () => {
