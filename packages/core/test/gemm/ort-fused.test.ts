@@ -99,7 +99,7 @@ describe('the fused attention core', () => {
     expect(s2.k).toBe(s1.k);
     expect(s2.v).toBe(s1.v);
     expect(s2.length).toBe(P + 2);
-    const kAfterS2 = s2.k.dataSync().slice();
+    const kAfterS2 = (s2.k.dataSync() as Float32Array).slice();
     const b3 = ortAttention(q3, s1, H, alpha, undefined)!; // from s1 again: s2 already wrote position 4
     expect(b3.k).not.toBe(s1.k);
     expect(firstBitDiff(s2.k.dataSync() as Float32Array, kAfterS2)).toBe(-1); // s2's keys untouched
