@@ -33,9 +33,6 @@ export function gatherRows<T extends tfc.Tensor>(t: T, rows: readonly number[]):
  */
 export const CACHE_STEP = 32;
 const capacityFor = (T: number, prefill: boolean) => (prefill ? T : Math.ceil(T / CACHE_STEP) * CACHE_STEP);
-// Only where every reader of the buffers reads them as they are at each call (onnxruntime's
-// products): tfjs' wasm matmul keeps its packed copy of an operand by tensor id, and would
-// multiply by the positions a buffer held when it first saw it.
 
 /**
  * Positions written into each cache buffer so far, by whichever call wrote last. A buffer is grown
@@ -52,7 +49,9 @@ const written = new WeakMap<tfc.Tensor, number>();
  * no other call has written beyond P there, else into a new buffer (capacityFor; the P rows copied
  * once, the spare rows zeroed: attention multiplies them by zero weights, and 0 · NaN would not
  * be 0). Without `room`, exactly T positions and never in place (the old buffers stay as they
- * are). Returns the buffer, whose first P + S positions are filled; undefined off the heap or
+ * are): spare room only where every reader of the buffers reads them as they are at each call
+ * (onnxruntime's products); tfjs' wasm matmul keeps its packed copy of an operand by tensor id and
+ * would multiply by the positions a buffer held when it first saw it. Returns the buffer, whose first P + S positions are filled; undefined off the heap or
  * under a gradient tape (the caller takes tf.concat).
  */
 export function appendPositions(past: tfc.Tensor4D | undefined, P: number, src: tfc.Tensor, B: number, H: number, S: number, Dh: number, at: (b: number, h: number, t: number) => number, room: boolean): tfc.Tensor4D | undefined {

@@ -150,7 +150,7 @@ class OrtLinear implements Linear {
     private readonly fromFile?: (start: number, count: number) => Float32Array,
     /** Column slices 1… of W on the pool's worker threads (the session holds slice 0, cols[0] wide). */
     private readonly slices?: { pool: OrtPool; cols: number[]; ids: number[] },
-    /** Its graph has the gelu_new output (c_fc). */
+    /** Its graph has the gelu_new output (c_fc; ortLinear sets it only for 'in-out' layers with a bias). */
     private readonly gelu = false,
   ) {
     this.session = session;
@@ -166,9 +166,9 @@ class OrtLinear implements Linear {
     return withInputGradient(x, this.outDim, (xin) => this.applyOrt(xin), (dy) => tf.matMul(dy, this.storedWeight(), false, this.stored === 'in-out'));
   }
 
-  /** gelu_new(x @ W + b) in the same native call (c_fc: 'in-out' with a bias, built with gelu); undefined under a gradient tape or off the wasm heap. */
+  /** gelu_new(x @ W + b) in the same native call (c_fc); undefined for other layers, under a gradient tape or off the wasm heap. */
   applyGelu(x: tfc.Tensor): tfc.Tensor | undefined {
-    if (!this.gelu || this.stored !== 'in-out' || !this.hasBias || tf.engine().state.gradientDepth > 0 || !wasmHeap()) return undefined;
+    if (!this.gelu || tf.engine().state.gradientDepth > 0 || !wasmHeap()) return undefined;
     return this.applyOrt(x, 'g');
   }
 
@@ -307,6 +307,7 @@ class OrtLinear implements Linear {
  */
 export function ortLinear(inDim: number, outDim: number, stored: 'in-out' | 'out-in', w: Float32Array, b: Float32Array | undefined, keep: boolean, what = 'linear', fromFile?: (start: number, count: number) => Float32Array, sliced = true, gelu = false): Linear {
   const ort = requireOrt();
+  gelu &&= stored === 'in-out' && b !== undefined; // linearGraph adds the gelu output only there
   // A kept W is fed at every run (no second copy in onnxruntime).
   const wInput = keep;
   // Block-sized layers are sliced over the pool (ort-pool.ts); the unembedding is faster whole, on
