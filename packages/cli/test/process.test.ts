@@ -84,8 +84,8 @@ describe('threads and backend: one rule for flags and environment', () => {
     [[], { SP_THREADS: 'abc' }, 'SP_THREADS must be an integer from 1 to 64 (got "abc")'],
     [[], { SP_THREADS: '999' }, 'SP_THREADS must be an integer from 1 to 64 (got "999")'],
     [[], { SP_MATMUL: 'nonsense' }, 'SP_MATMUL must be sp or tfjs (got "nonsense")'],
-    [[], { SP_BACKEND: 'gpu' }, 'SP_BACKEND must be wasm, cpu or tensorflow (got "gpu")'],
-    [['--backend', 'gpu'], {}, 'backend must be wasm, cpu or tensorflow (got "gpu")'],
+    [[], { SP_BACKEND: 'gpu' }, 'SP_BACKEND must be wasm, cpu, tensorflow or webgpu (got "gpu")'],
+    [['--backend', 'gpu'], {}, 'backend must be wasm, cpu, tensorflow or webgpu (got "gpu")'],
   ])('%j %j → one line, before any work', (flags, env, message) => {
     const r = run([...flags, ...lens], env as Record<string, string>);
     expectOneLineError(r, message);

@@ -6,6 +6,7 @@
 // Load: backend, configs, the model
 export { checkEnv, parseThreads, parseEngine, MAX_THREADS } from './backend/env.js';
 export { initBackend, backendName, tf, type BackendName } from './backend/index.js';
+export { webgpuAdapter, type WebgpuAdapter } from './backend/webgpu.js';
 export { makeConfig, PRESETS, PRESET_NAMES, type GPT2Config, type PresetName } from './config.js';
 export { gpt2, openCheckpoint, type LoadOptions } from './model/load.js';
 export { GPT2, type ModelInput, type EmbedOverride, type Injection, type ForwardOptions, type TokenizeOptions, type TokenBatch, type LayerNormParams } from './model/gpt2.js';
@@ -34,7 +35,7 @@ export { embeddingProjection, topIndices, type EmbeddingProjection, type Project
 export { listPrompts, loadPrompt, readPromptFile, promptDirs, BUNDLED_PROMPTS_DIR, type LibraryPrompt } from './probes/prompts.js';
 
 // Lens
-export { logitLens, rankings, rankingsWatch, watchTokenIds, topNeurons, lensRows, type LogitLensOptions, type RankingsOptions, type WatchOptions, type TopNeuronsOptions, type LensRunOptions, type LensStream, type LensView, type LensRowInfo, type TokenProb, type LensCell, type LensLayer, type LensResult, type RankingsResult, type RankedPosition, type WatchResult, type NeuronContribution, type NeuronsResult } from './lens/index.js';
+export { logitLens, logitLensAsync, rankings, rankingsWatch, watchTokenIds, topNeurons, lensRows, type LogitLensOptions, type RankingsOptions, type WatchOptions, type TopNeuronsOptions, type LensRunOptions, type LensStream, type LensView, type LensRowInfo, type TokenProb, type LensCell, type LensLayer, type LensResult, type RankingsResult, type RankedPosition, type WatchResult, type NeuronContribution, type NeuronsResult } from './lens/index.js';
 
 // Causal
 export { interventionHooks, checkInterventions, type NeuronIntervention } from './causal/interventions.js';

@@ -30,15 +30,15 @@ export function threadsFromEnv(name: 'SP_THREADS' | 'SP_WASM_THREADS'): number |
   return n;
 }
 
-export const BACKENDS = ['wasm', 'cpu', 'tensorflow'] as const;
+export const BACKENDS = ['wasm', 'cpu', 'tensorflow', 'webgpu'] as const;
 
-/** $SP_BACKEND (or an explicit choice): wasm | cpu | tensorflow, undefined when unset. */
+/** $SP_BACKEND (or an explicit choice): wasm | cpu | tensorflow | webgpu, undefined when unset. */
 export function backendFromEnv(preferred?: string): (typeof BACKENDS)[number] | undefined {
   const fromEnv = preferred === undefined;
   const want = preferred ?? process.env.SP_BACKEND;
   if (want === undefined || (fromEnv && want === '')) return undefined;
   if (!(BACKENDS as readonly string[]).includes(want)) {
-    throw new SpError('BAD_INPUT', `${fromEnv ? 'SP_BACKEND' : 'backend'} must be wasm, cpu or tensorflow (got "${want}")`);
+    throw new SpError('BAD_INPUT', `${fromEnv ? 'SP_BACKEND' : 'backend'} must be wasm, cpu, tensorflow or webgpu (got "${want}")`);
   }
   return want as (typeof BACKENDS)[number];
 }

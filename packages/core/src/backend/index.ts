@@ -1,7 +1,8 @@
 /**
  * Picks the tfjs backend once per process: `tensorflow` (tfjs-node / tfjs-node-gpu) when the user
  * installed one, else `wasm` (SIMD; multithreaded XNNPACK with $SP_WASM_THREADS > 1), else `cpu`.
- * `SP_BACKEND` or `initBackend(name)` (the `backend` option of `gpt2()`) chooses explicitly.
+ * `SP_BACKEND` or `initBackend(name)` (the `backend` option of `gpt2()`) chooses explicitly; `webgpu`
+ * (a GPU through Dawn, webgpu.ts) is only ever chosen explicitly.
  */
 import * as tf from '@tensorflow/tfjs-core';
 import '@tensorflow/tfjs-backend-cpu';
@@ -14,11 +15,12 @@ import { backendFromEnv, checkEnv, threadsFromEnv } from './env.js';
 import { disableWasmThreads, prepareWasmThreads, unrefWasmWorkers } from './wasm-threads.js';
 import { registerChainedOps } from './chained-ops.js';
 import { registerGradients } from './gradients.js';
+import { startWebgpu } from './webgpu.js';
 
 registerChainedOps();
 registerGradients(); // tf.grad through the model (tfjs-core's node bundle registers none)
 
-export type BackendName = 'wasm' | 'cpu' | 'tensorflow';
+export type BackendName = 'wasm' | 'cpu' | 'tensorflow' | 'webgpu';
 const require = createRequire(import.meta.url);
 let chosen: Promise<BackendName> | undefined;
 
@@ -78,6 +80,8 @@ async function start(name: BackendName): Promise<void> {
       }
       disableWasmThreads();
     }
+  } else if (name === 'webgpu') {
+    return startWebgpu();
   } else if (name === 'tensorflow' && !(await tryNative())) {
     throw new SpError('UNSUPPORTED', 'backend "tensorflow" needs @tensorflow/tfjs-node or @tensorflow/tfjs-node-gpu installed');
   }

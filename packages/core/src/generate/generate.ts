@@ -10,6 +10,7 @@ import type * as tfc from '@tensorflow/tfjs-core';
 import type { GPT2Config } from '../config.js';
 import { gatherRows } from '../backend/copies.js';
 import { readNow } from '../backend/heap.js';
+import { readAsync, syncReads } from '../backend/webgpu.js';
 import { tf, tidy } from '../backend/index.js';
 import { SpError, assertInt } from '../errors.js';
 import type { FwdHook } from '../hooks/index.js';
@@ -267,7 +268,8 @@ async function* generateBatch(
       // [R, 1, V] ([P, 1, V] at step 0). With no processor, read in place on the heap: no tfjs op
       // runs before the tokens are chosen. A user processor may run tfjs ops (which can grow the
       // heap under a view), so with processors the values are copied first.
-      const rowsLogits = processors.length === 0 ? readNow(logits) : (logits.dataSync() as Float32Array);
+      // (webgpu in Node reads a GPU buffer only asynchronously: webgpu.ts)
+      const rowsLogits = !syncReads() ? await readAsync(logits) : processors.length === 0 ? readNow(logits) : (logits.dataSync() as Float32Array);
       const V = model.config.dVocab;
       const src = (r: number) => (step === 0 ? rows[r] : r); // row of rowsLogits for output row r
       const chosen: number[] = rows.map(() => model.eosTokenId); // finished rows are fed padding

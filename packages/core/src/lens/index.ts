@@ -1,5 +1,5 @@
 /** Logit lens, token rankings and FF-neuron contributions (plain-data results). */
-export { logitLens, type LogitLensOptions } from './lens.js';
+export { logitLens, logitLensAsync, type LogitLensOptions } from './lens.js';
 export { rankings, rankingsWatch, watchTokenIds, type RankingsOptions, type WatchOptions } from './rankings.js';
 export { topNeurons, type TopNeuronsOptions } from './neurons.js';
 export { lensRows, type LensRunOptions } from './pass.js';

@@ -6,7 +6,7 @@
  */
 import { SpError, assertInt } from '../errors.js';
 import type { GPT2, ModelInput, TokenBatch } from '../model/gpt2.js';
-import { lensPass, tokenNamer, type LensRunOptions, type PassCell } from './pass.js';
+import { lensPass, lensPassAsync, tokenNamer, type LensRunOptions, type PassCell, type PassOutput, type PassRequest } from './pass.js';
 import type { LensCell, LensResult } from './types.js';
 
 export interface LogitLensOptions extends LensRunOptions {
@@ -18,11 +18,30 @@ export interface LogitLensOptions extends LensRunOptions {
 export function logitLens(model: GPT2, input: string | number[], opts?: LogitLensOptions): LensResult;
 export function logitLens(model: GPT2, input: string[] | number[][], opts?: LogitLensOptions): LensResult[];
 export function logitLens(model: GPT2, input: ModelInput, opts: LogitLensOptions = {}): LensResult | LensResult[] {
+  const { batch, req } = lensRequest(model, input, opts);
+  return lensResults(model, input, opts, batch, lensPass(model, batch, req));
+}
+
+/**
+ * logitLens, awaiting its reads: the form for the webgpu backend, where Node reads GPU memory only
+ * asynchronously (the same numbers on every backend).
+ */
+export async function logitLensAsync(model: GPT2, input: string | number[], opts?: LogitLensOptions): Promise<LensResult>;
+export async function logitLensAsync(model: GPT2, input: string[] | number[][], opts?: LogitLensOptions): Promise<LensResult[]>;
+export async function logitLensAsync(model: GPT2, input: ModelInput, opts: LogitLensOptions = {}): Promise<LensResult | LensResult[]> {
+  const { batch, req } = lensRequest(model, input, opts);
+  return lensResults(model, input, opts, batch, await lensPassAsync(model, batch, req));
+}
+
+function lensRequest(model: GPT2, input: ModelInput, opts: LogitLensOptions): { batch: TokenBatch; req: PassRequest } {
   const topk = opts.topk ?? 5;
   assertInt('topk', topk, 1, model.config.dVocab + 1);
   const batch = tokens(model, input);
   const cells: PassCell[] = batch.lengths.flatMap((n, b) => Array.from({ length: n }, (_, pos) => ({ b, pos })));
-  const out = lensPass(model, batch, { ...opts, cells, topk, stats: true });
+  return { batch, req: { ...opts, cells, topk, stats: true } };
+}
+
+function lensResults(model: GPT2, input: ModelInput, opts: LogitLensOptions, batch: TokenBatch, out: PassOutput): LensResult | LensResult[] {
   const name = tokenNamer(model);
   const { R, k } = out;
   let p = 0; // running cell index: cells are batch-major

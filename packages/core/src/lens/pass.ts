@@ -13,6 +13,7 @@ import type * as tfc from '@tensorflow/tfjs-core';
 import { gemmThreads } from '../backend/engine.js';
 import { readNow } from '../backend/heap.js';
 import { tf, tidy } from '../backend/index.js';
+import { bufferElements, readAsync } from '../backend/webgpu.js';
 import { SpError } from '../errors.js';
 import type { FwdHook, HookName } from '../hooks/index.js';
 import type { EmbedOverride, GPT2, Injection, TokenBatch } from '../model/gpt2.js';
@@ -91,6 +92,37 @@ export interface PassOutput {
 }
 
 export function lensPass(model: GPT2, batch: TokenBatch, req: PassRequest): PassOutput {
+  const steps = lensPassSteps(model, batch, req);
+  let done = false;
+  try {
+    let r = steps.next();
+    while (!r.done) r = steps.next(readNow(r.value));
+    done = true;
+    return r.value;
+  } finally {
+    if (!done) steps.return(undefined as never); // disposes what the pass holds
+  }
+}
+
+/** lensPass for a backend that reads GPU memory only asynchronously (webgpu in Node); the same steps. */
+export async function lensPassAsync(model: GPT2, batch: TokenBatch, req: PassRequest): Promise<PassOutput> {
+  const steps = lensPassSteps(model, batch, req);
+  let done = false;
+  try {
+    let r = steps.next();
+    while (!r.done) r = steps.next(await readAsync(r.value));
+    done = true;
+    return r.value;
+  } finally {
+    if (!done) steps.return(undefined as never);
+  }
+}
+
+/**
+ * The pass as steps: each yields one block's [N, V] logits tensor and takes back its float32
+ * values (read by the driver, in place on the wasm heap or awaited from a GPU), then returns the outputs.
+ */
+function* lensPassSteps(model: GPT2, batch: TokenBatch, req: PassRequest): Generator<tfc.Tensor, PassOutput, Float32Array> {
   const { nLayer, dModel: d, dVocab: V } = model.config;
   const rows = lensRows(nLayer, req.view);
   const outputHook: HookName = `blocks.${nLayer - 1}.hook_resid_post`;
@@ -120,10 +152,10 @@ export function lensPass(model: GPT2, batch: TokenBatch, req: PassRequest): Pass
   };
   try {
     const perCell = R * V;
-    const step = Math.max(1, Math.floor((req.blockElements ?? MAX_BLOCK_ELEMENTS) / perCell));
+    const step = Math.max(1, Math.floor(Math.min(req.blockElements ?? MAX_BLOCK_ELEMENTS, bufferElements()) / perCell)); // a GPU binds a bounded buffer
     for (let p0 = 0; p0 < P; p0 += step) {
       const pc = Math.min(step, P - p0);
-      const part = block(model, x, p0, pc, R, outRow, k, req, V);
+      const part = yield* block(model, x, p0, pc, R, outRow, k, req, V);
       if (k > 0) {
         out.topIds.set(part.topIds!, p0 * R * k);
         out.topLogp.set(part.topLogp!, p0 * R * k);
@@ -148,13 +180,13 @@ export function lensPass(model: GPT2, batch: TokenBatch, req: PassRequest): Pass
  * engine), then the statistics of cell-stats.ts over its float32 logits, read in place from the
  * wasm heap, on two threads when there are (split.ts).
  */
-function block(model: GPT2, x: tfc.Tensor3D, p0: number, pc: number, R: number, outRow: number, k: number, req: PassRequest, V: number): CellStats {
+function* block(model: GPT2, x: tfc.Tensor3D, p0: number, pc: number, R: number, outRow: number, k: number, req: PassRequest, V: number): Generator<tfc.Tensor, CellStats, Float32Array> {
   const d = x.shape[2];
   const N = pc * R;
   const lt = tidy(() => model.unembedResid(tf.reshape(tf.slice(x, [p0, 0, 0], [pc, R, d]), [N, d]))); // [N, V]: ln_f with per-row statistics, then the unembedding
   try {
-    // The heap view stays valid: nothing below allocates tfjs memory.
-    const logits = readNow(lt);
+    // A heap view stays valid: nothing from the read to here allocates tfjs memory.
+    const logits = yield lt;
     const targets = req.cells[0]?.targets?.length ? req.cells.slice(p0, p0 + pc).map((c) => c.targets!) : undefined;
     return splitCellStats(logits, pc, R, outRow, V, k, req.stats, targets, gemmThreads());
   } finally {

@@ -5,7 +5,7 @@ import { resolveModel, type DownloadOptions } from '../weights/hub.js';
 import { GPT2 } from './gpt2.js';
 
 export interface LoadOptions extends DownloadOptions {
-  /** 'wasm' | 'cpu' | 'tensorflow'; default: $SP_BACKEND, else the best one installed. */
+  /** 'wasm' | 'cpu' | 'tensorflow' | 'webgpu'; default: $SP_BACKEND, else the best one installed. */
   backend?: string;
   /** Download a missing model from the Hugging Face hub (default true; never with HF_HUB_OFFLINE=1). */
   download?: boolean;

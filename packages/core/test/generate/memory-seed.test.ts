@@ -103,7 +103,7 @@ describe('environment variables: set means valid', () => {
     ['SP_THREADS', '999', 'SP_THREADS must be an integer from 1 to 64 (got "999")'],
     ['SP_WASM_THREADS', '-2', 'SP_WASM_THREADS must be an integer from 1 to 64 (got "-2")'],
     ['SP_MATMUL', 'nonsense', 'SP_MATMUL must be sp or tfjs (got "nonsense")'],
-    ['SP_BACKEND', 'gpu', 'SP_BACKEND must be wasm, cpu or tensorflow (got "gpu")'],
+    ['SP_BACKEND', 'gpu', 'SP_BACKEND must be wasm, cpu, tensorflow or webgpu (got "gpu")'],
   ])('%s=%s is a one-line SpError, from checkEnv and from loading a model', async (name, value, message) => {
     process.env[name] = value;
     expect(() => checkEnv()).toThrow(message);

@@ -1,7 +1,7 @@
 /** Logit lens, rankings, watch and top FF neurons against numpy golden answers and the float64 reference. */
 import fs from 'node:fs';
 import path from 'node:path';
-import { gpt2, logitLens, rankings, rankingsWatch, tf, topNeurons, lensRows, type GPT2, type LensResult } from '@sp/core';
+import { gpt2, logitLens, logitLensAsync, rankings, rankingsWatch, tf, topNeurons, lensRows, type GPT2, type LensResult } from '@sp/core';
 import { FIXTURES, fixtureDir, golden, tmpDir } from '../helpers/fixtures.js';
 import { refForward, type RefWeights } from '../reference/gpt2-ref.js';
 import { entropy, kl, peakyModel, rankWindow, refLensRows, topIds } from './ref-lens.js';
@@ -38,6 +38,13 @@ describe.each(FIXTURES)('logitLens on %s vs numpy golden', (name) => {
       });
     });
   }
+
+  test('logitLensAsync (the webgpu form) returns exactly what logitLens does, also for a batch', async () => {
+    const c = g.cases[0];
+    expect(await logitLensAsync(model, c.ids, { topk: 3, view: 'all' })).toEqual(logitLens(model, c.ids, { topk: 3, view: 'all' }));
+    const batch = [c.ids, c.ids.slice(0, 2)];
+    expect(await logitLensAsync(model, batch, { topk: 2, blockElements: 1 })).toEqual(logitLens(model, batch, { topk: 2 }));
+  });
 });
 
 describe('lens analyses vs the float64 reference (peaked random model)', () => {

@@ -1,0 +1,150 @@
+/**
+ * The webgpu backend (Dawn's Node binding + tfjs-backend-webgpu) against the numpy golden answers
+ * and the float64 reference: logits, greedy and penalised decoding, the lens, every hook, virtual
+ * tokens and injections, and its errors. Runs where a WebGPU adapter exists: on a machine without a
+ * GPU that is Mesa's software Vulkan (lavapipe), which .ci/run installs; there it sets
+ * SP_REQUIRE_WEBGPU=1 so that a missing adapter fails instead of skipping.
+ */
+import fs from 'node:fs';
+import { gpt2, generate, logitLensAsync, tf, webgpuAdapter, type ActivationCache, type GPT2, type HookName } from '@sp/core';
+import { engineInfo } from '@sp/core/internals';
+import { FIXTURES, fixtureDir, golden } from '../helpers/fixtures.js';
+import { compareCache, firstMismatch, LOGIT_TOL } from '../helpers/compare.js';
+import { randomIds, writeRandomGpt2, type RandomGpt2 } from '../helpers/random-gpt2.js';
+import { refForward } from '../reference/gpt2-ref.js';
+import { mulberry32 } from '../reference/random-model.js';
+
+async function adapterFound(): Promise<boolean> {
+  try {
+    const { create } = (await import('webgpu')) as unknown as { create(flags: string[]): { requestAdapter(): Promise<unknown> } };
+    return (await create([]).requestAdapter()) !== null;
+  } catch {
+    return false;
+  }
+}
+const available = await adapterFound();
+if (!available && process.env.SP_REQUIRE_WEBGPU === '1') throw new Error('SP_REQUIRE_WEBGPU=1 but no WebGPU adapter was found');
+const onGpu = available ? describe : describe.skip;
+
+/** Host copies of cached activations: compareCache reads synchronously, which webgpu cannot. */
+async function hostCache(cache: ActivationCache, names: string[]): Promise<{ cache: ActivationCache; dispose(): void }> {
+  const copies = new Map<string, tf.Tensor>();
+  for (const n of names) {
+    const t = cache.get(n as HookName);
+    copies.set(n, tf.tensor(await t.data(), t.shape));
+  }
+  return { cache: { get: (n: string) => copies.get(n)! } as unknown as ActivationCache, dispose: () => copies.forEach((t) => t.dispose()) };
+}
+
+onGpu.each(FIXTURES)('webgpu: %s vs numpy golden', (name) => {
+  const g = golden(name);
+  let model: GPT2;
+  beforeAll(async () => {
+    model = await gpt2(fixtureDir(name), { backend: 'webgpu' });
+    expect(engineInfo(model).engine).toBe('tfjs'); // the matrices are tfjs tensors on the GPU
+    expect(webgpuAdapter()).toBeDefined();
+  });
+  afterAll(() => model.dispose());
+
+  for (const c of g.cases) {
+    const embeds = (m: GPT2) => (c.inject ? [{ pos: c.inject[0], vector: m.ffKey(c.inject[1], c.inject[2]) }] : []);
+
+    test(`${c.name}: logits, greedy, repetition penalty 2, lens`, async () => {
+      const lt = model.forward(c.ids, { embeds: embeds(model) });
+      const all = (await lt.array())[0];
+      lt.dispose();
+      const last = all[all.length - 1];
+      for (const [id, v] of Object.entries(c.last_logits_at)) expect(Math.abs(last[Number(id)] - v)).toBeLessThan(1e-4);
+      for (const t of c.last_logits_top10) expect(Math.abs(last[t.id] - t.logit)).toBeLessThan(1e-4);
+      const r = await generate(model, c.ids, { maxNewTokens: c.greedy.length, embeds: embeds(model), eosTokenId: null });
+      expect(r.newTokens[0]).toEqual(c.greedy);
+      const r2 = await generate(model, c.ids, { maxNewTokens: c.greedy_rep2.length, embeds: embeds(model), eosTokenId: null, repetitionPenalty: 2 });
+      expect(r2.newTokens[0]).toEqual(c.greedy_rep2);
+      const lens = await logitLensAsync(model, c.ids, { topk: 5, embeds: embeds(model) });
+      c.lens.forEach((gl, li) => gl.positions.forEach((gp, p) => gp.top.forEach((t, j) => {
+        const mine = lens.layers[li].positions[p].top[j];
+        expect(Math.abs(mine.prob - t.prob) / t.prob).toBeLessThan(1e-4);
+        if (mine.id !== t.id) expect(gp.top.some((u) => u.id === mine.id && Math.abs(u.prob - t.prob) / t.prob < 1e-4)).toBe(true);
+      })));
+    });
+  }
+
+  test('tensors stay flat over repeated generate and lens calls', async () => {
+    const ids = g.cases[0].ids;
+    await generate(model, ids, { maxNewTokens: 3, doSample: true, numReturnSequences: 3, seed: 1 });
+    await logitLensAsync(model, ids);
+    const before = tf.memory().numTensors;
+    for (let i = 0; i < 10; i++) {
+      await generate(model, ids, { maxNewTokens: 3, doSample: true, numReturnSequences: 3, seed: i });
+      await logitLensAsync(model, ids);
+    }
+    expect(tf.memory().numTensors).toBe(before);
+  });
+});
+
+onGpu('webgpu: hooks, virtual tokens and injections vs the float64 reference', () => {
+  const SPEC = { nLayer: 2, dModel: 32, nHead: 4, nCtx: 16, seed: 77 };
+  const PROMPT = randomIds(6, 515);
+  let fx: RandomGpt2;
+  let model: GPT2;
+  const vec = (seed: number) => {
+    const u = mulberry32(seed);
+    return Array.from({ length: SPEC.dModel }, () => Math.fround(u() * 2 - 1));
+  };
+  beforeAll(async () => {
+    fx = writeRandomGpt2(SPEC);
+    model = await gpt2(fx.dir, { backend: 'webgpu' });
+  });
+  afterAll(() => {
+    model?.dispose();
+    if (fx) fs.rmSync(fx.dir, { recursive: true, force: true });
+  });
+
+  test.each([
+    ['plain', {}, {}],
+    ['a virtual token at position 2', { embeds: [{ pos: 2, vector: vec(1) }] }, { embeds: [{ pos: 2, vector: vec(1) }] }],
+    ['an injection before block 1 at position 3', { inject: [{ layer: 1, pos: 3, vector: vec(2) }] }, { residPre: [{ layer: 1, pos: 3, vector: vec(2) }] }],
+  ] as const)('every hook and the logits: %s', async (_label, opts, refOpts) => {
+    const want = refForward(fx.ref, [...PROMPT], refOpts as Parameters<typeof refForward>[2]);
+    const { logits, cache } = model.runWithCache([...PROMPT], opts as Parameters<GPT2['runWithCache']>[1]);
+    const host = await hostCache(cache, model.hookNames());
+    try {
+      expect(compareCache(host.cache, model.hookNames(), want.cache)).toEqual([]);
+      const got = (await logits.data()).slice(0, PROMPT.length * model.config.dVocab);
+      expect(firstMismatch('logits', got, Float64Array.from(want.logits.flat()), LOGIT_TOL, false)).toBeUndefined();
+    } finally {
+      host.dispose();
+      logits.dispose();
+      cache.dispose();
+    }
+  });
+
+  test('a fwdHook that adds a vector to blocks.0.hook_resid_post equals the reference with that stream', async () => {
+    const v = vec(3);
+    const d = SPEC.dModel;
+    const base = refForward(fx.ref, [...PROMPT]).cache.get('blocks.0.hook_resid_post')!.data; // [seq, d]
+    const residPre = PROMPT.map((_, pos) => ({ layer: 1, pos, vector: Array.from({ length: d }, (_, i) => base[pos * d + i] + v[i]) }));
+    const want = refForward(fx.ref, [...PROMPT], { residPre });
+    const lt = model.forward([...PROMPT], { fwdHooks: [['blocks.0.hook_resid_post', (x) => tf.add(x, tf.tensor1d(v))]] });
+    const got = await lt.data();
+    lt.dispose();
+    expect(firstMismatch('logits', got, Float64Array.from(want.logits.flat()), LOGIT_TOL, false)).toBeUndefined();
+  });
+
+  test('a synchronous read of a computed tensor is a one-line SpError; parameters read as usual', () => {
+    const lt = model.forward([...PROMPT]);
+    try {
+      expect(() => lt.dataSync()).toThrow(/webgpu backend cannot read a computed tensor synchronously.*await tensor\.data\(\)/);
+    } finally {
+      lt.dispose();
+    }
+    expect(model.ffKey(0, 1)).toHaveLength(SPEC.dModel);
+  });
+
+  test('a buffer over the device binding limit is refused before it can produce garbage', () => {
+    const limit = (tf.backend() as unknown as { device: { limits: { maxStorageBufferBindingSize: number } } }).device.limits.maxStorageBufferBindingSize;
+    if (limit > 2 ** 29) return; // a real GPU: too large to allocate in a test
+    const n = limit / 4 + 1;
+    expect(() => tf.tidy(() => tf.add(tf.ones([n]), 1))).toThrow(/needs \d+ MiB in one buffer; this device binds at most \d+ MiB/);
+  });
+});
