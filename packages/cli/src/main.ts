@@ -38,7 +38,7 @@ const COMMANDS: Record<string, () => Promise<(program: Command) => void>> = {
 const program = new Command('sp')
   .description('GPT-2 interpretability: logit lens, speaking probes, neurons, generation')
   .option('-v, --verbose', 'more diagnostics on stderr (backend, timings, stack traces)')
-  .option('--backend <name>', 'tfjs backend: wasm | cpu | tensorflow (default: $SP_BACKEND or the best installed)')
+  .option('--backend <name>', 'tfjs backend: wasm | cpu | tensorflow | webgpu (default: $SP_BACKEND or the best installed; webgpu only when asked)')
   .option('--allow-nonfinite', 'load checkpoints with NaN/Infinity weights (refused by default)')
   .option('--threads <n>', `threads for the matrix engine on wasm/cpu, 1..${MAX_THREADS} (default: $SP_THREADS or one per core, at most 8)`)
   .option('--engine <name>', 'matrix engine on wasm/cpu: ort (onnxruntime-node) | wasm (sp\'s SIMD kernel) | tfjs (default: $SP_ENGINE, else ort when installed)')

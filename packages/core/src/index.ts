@@ -31,7 +31,7 @@ export { parseNeuronSpec, resolveNeuron, hiddenState, type NeuronSpec, type Neur
 export { parseTemplate, tokenizeTemplate, renderTemplate, PLACEHOLDER_ID, type TemplatePart, type TemplateTag, type TokenizedTemplate } from './probes/template.js';
 export { parseExpr, formatExpr, type ExprTerm, type ExprAtom } from './probes/expr.js';
 export { readVectorFile, parseNpy, parseJsonVector } from './probes/vector-file.js';
-export { embeddingProjection, topIndices, type EmbeddingProjection, type ProjectedToken } from './probes/projection.js';
+export { embeddingProjection, embeddingProjectionAsync, topIndices, type EmbeddingProjection, type ProjectedToken } from './probes/projection.js';
 export { listPrompts, loadPrompt, readPromptFile, promptDirs, BUNDLED_PROMPTS_DIR, type LibraryPrompt } from './probes/prompts.js';
 
 // Lens

@@ -80,16 +80,31 @@ export class TensorLinear implements Linear {
     return tf.clone(this.w);
   }
 
+  // On the host, sums in float64, from the parameter's values (which a GPU backend keeps on the host too).
   rowNorms(): Float32Array {
-    return (this.norms.row ??= tf.tidy(() => tf.norm(this.w, 'euclidean', 1)).dataSync() as Float32Array);
+    return (this.norms.row ??= norms(this.w, true));
   }
 
   colNorms(): Float32Array {
-    return (this.norms.col ??= tf.tidy(() => tf.norm(this.w, 'euclidean', 0)).dataSync() as Float32Array);
+    return (this.norms.col ??= norms(this.w, false));
   }
 
   dispose(): void {
     this.w.dispose();
     this.bias?.dispose();
   }
+}
+
+/** Euclidean norms of the rows (`rows`) or the columns of a [r, c] matrix, summed in float64. */
+function norms(w: tfc.Tensor2D, rows: boolean): Float32Array {
+  const [r, c] = w.shape;
+  const v = w.dataSync() as Float32Array;
+  const acc = new Float64Array(rows ? r : c);
+  for (let i = 0; i < r; i++) {
+    for (let j = 0, o = i * c; j < c; j++) {
+      const x = v[o + j];
+      acc[rows ? i : j] += x * x;
+    }
+  }
+  return Float32Array.from(acc, Math.sqrt);
 }

@@ -278,12 +278,11 @@ export class Uploader {
   /** A [rows, cols] matrix as a tfjs tensor stored transposed, [cols, rows]. */
   transposed(name: string, rows: number, cols: number): tfc.Tensor2D {
     if (!this.direct(name)) {
-      const data = this.src.read(name);
-      this.checkValues(name, data);
-      const m = tf.tensor2d(data, [rows, cols]);
-      const t = tf.transpose(m) as tfc.Tensor2D;
-      m.dispose();
-      return t;
+      // Transposed on the host: the tensor keeps host values, so a GPU backend reads it synchronously.
+      const out = new Float32Array(rows * cols);
+      this.copyTransposed(name, rows, cols, out, 0, rows);
+      this.checkValues(name, out);
+      return tf.tensor2d(out, [cols, rows]);
     }
     const { info, view } = this.alloc([cols, rows]);
     const t = heapTensor<tfc.Tensor2D>(info);

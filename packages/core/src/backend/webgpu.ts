@@ -7,8 +7,9 @@
  * In Node a GPU buffer can only be read back asynchronously: tfjs' synchronous read draws through an
  * OffscreenCanvas, which Node lacks. sp's own reads of computed tensors on the paths that matter
  * (generate, the logit lens) await `tensor.data()` on this backend (`syncReads`), and any other
- * synchronous read of a computed tensor is a one-line SpError instead of a ReferenceError. Tensors
- * made from host data (every parameter) keep their host copy in tfjs and read synchronously as usual.
+ * synchronous read of a computed tensor is a one-line SpError instead of a ReferenceError. tfjs
+ * drops a tensor's host values once it is on the GPU, so what sp reads of the parameters (the
+ * weight norms) is taken at load, and FF keys and values are read from the file as everywhere.
  */
 import * as tf from '@tensorflow/tfjs-core';
 import { SpError } from '../errors.js';
@@ -117,7 +118,7 @@ function guard(): void {
   backend.readSync = (dataId: object) => {
     const d = backend.tensorMap.get(dataId);
     if (d && d.values == null && d.dtype !== 'string' && d.dtype !== 'complex64') {
-      throw new SpError('UNSUPPORTED', 'the webgpu backend cannot read a computed tensor synchronously in Node (dataSync/arraySync): use await tensor.data() or tensor.array()');
+      throw new SpError('UNSUPPORTED', 'the webgpu backend cannot read a GPU tensor synchronously in Node (dataSync/arraySync): use await tensor.data() or tensor.array()');
     }
     return readSync(dataId);
   };

@@ -13,7 +13,7 @@ import type * as tfc from '@tensorflow/tfjs-core';
 import { gemmThreads } from '../backend/engine.js';
 import { readNow } from '../backend/heap.js';
 import { tf, tidy } from '../backend/index.js';
-import { bufferElements, readAsync } from '../backend/webgpu.js';
+import { bufferElements, readAsync, syncReads } from '../backend/webgpu.js';
 import { SpError } from '../errors.js';
 import type { FwdHook, HookName } from '../hooks/index.js';
 import type { EmbedOverride, GPT2, Injection, TokenBatch } from '../model/gpt2.js';
@@ -104,13 +104,13 @@ export function lensPass(model: GPT2, batch: TokenBatch, req: PassRequest): Pass
   }
 }
 
-/** lensPass for a backend that reads GPU memory only asynchronously (webgpu in Node); the same steps. */
+/** lensPass awaiting its reads where the backend reads GPU memory only asynchronously (webgpu in Node); the same steps. */
 export async function lensPassAsync(model: GPT2, batch: TokenBatch, req: PassRequest): Promise<PassOutput> {
   const steps = lensPassSteps(model, batch, req);
   let done = false;
   try {
     let r = steps.next();
-    while (!r.done) r = steps.next(await readAsync(r.value));
+    while (!r.done) r = steps.next(syncReads() ? readNow(r.value) : await readAsync(r.value));
     done = true;
     return r.value;
   } finally {

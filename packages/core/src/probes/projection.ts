@@ -5,6 +5,7 @@
  */
 import type * as tfc from '@tensorflow/tfjs-core';
 import { tf, tidy } from '../backend/index.js';
+import { readAsync } from '../backend/webgpu.js';
 import type { GPT2 } from '../model/gpt2.js';
 
 export interface ProjectedToken {
@@ -24,16 +25,36 @@ export interface EmbeddingProjection {
 
 /** Top-k of v·Eᵀ, raw and with normalised embeddings. `vector`: [d_model]. */
 export function embeddingProjection(model: GPT2, vector: ArrayLike<number>, k = 20): EmbeddingProjection {
-  const [raw, norm] = tidy(() => {
+  const [raw, norm] = scores(model, vector);
+  try {
+    return projection(model, raw.dataSync() as Float32Array, norm.dataSync() as Float32Array, k);
+  } finally {
+    raw.dispose();
+    norm.dispose();
+  }
+}
+
+/** embeddingProjection awaiting its reads: the form for the webgpu backend (the same numbers everywhere). */
+export async function embeddingProjectionAsync(model: GPT2, vector: ArrayLike<number>, k = 20): Promise<EmbeddingProjection> {
+  const [raw, norm] = scores(model, vector);
+  try {
+    return projection(model, await readAsync(raw), await readAsync(norm), k);
+  } finally {
+    raw.dispose();
+    norm.dispose();
+  }
+}
+
+function scores(model: GPT2, vector: ArrayLike<number>): [tfc.Tensor1D, tfc.Tensor1D] {
+  return tidy(() => {
     const v = tf.tensor2d(Float32Array.from(vector), [1, vector.length]);
-    const scores = model.unembedVectors(v).reshape([-1]) as tfc.Tensor1D; // [V]: W_U is tied to the token embeddings
+    const raw = model.unembedVectors(v).reshape([-1]) as tfc.Tensor1D; // [V]: W_U is tied to the token embeddings
     const embNorms = tf.tensor1d(model.tokenEmbeddingNorms()); // ‖E_i‖, [V]
-    return [scores, tf.div(scores, tf.maximum(embNorms, 1e-12))];
+    return [raw, tf.div(raw, tf.maximum(embNorms, 1e-12)) as tfc.Tensor1D];
   });
-  const rawData = raw.dataSync() as Float32Array;
-  const normData = norm.dataSync() as Float32Array;
-  raw.dispose();
-  norm.dispose();
+}
+
+function projection(model: GPT2, rawData: Float32Array, normData: Float32Array, k: number): EmbeddingProjection {
   const view = (ids: number[], data: Float32Array): ProjectedToken[] => ids.map((id) => ({ id, token: model.tokenString(id), score: data[id] }));
   return {
     top: view(topIndices(rawData, k), rawData),

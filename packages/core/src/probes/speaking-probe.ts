@@ -11,7 +11,7 @@ import { GENERATION_DEFAULTS, generate, type FinishReason, type TokenEvent } fro
 import type { EmbedOverride, GPT2, Injection } from '../model/gpt2.js';
 import type { NeuronIntervention } from '../model/interventions.js';
 import { parseNeuronSpec, resolveNeuron, type NeuronSpec, type NeuronSpecObject, type ResolvedNeuron } from './neuron.js';
-import { embeddingProjection, type EmbeddingProjection } from './projection.js';
+import { embeddingProjectionAsync, type EmbeddingProjection } from './projection.js';
 import { parseTemplate, renderTemplate, tokenizeTemplate } from './template.js';
 
 /**
@@ -219,7 +219,8 @@ export async function speakingProbe(model: GPT2, opts: SpeakingProbeOptions): Pr
   });
 
   const maxNew = opts.maxNewTokens ?? d.maxNewTokens;
-  const neurons: SpeakingProbeNeuron[] = entries.map(({ r, tags, positions: pos }) => ({
+  const neurons: SpeakingProbeNeuron[] = [];
+  for (const { r, tags, positions: pos } of entries) neurons.push({
     label: r.label,
     source: r.source,
     tags,
@@ -227,8 +228,8 @@ export async function speakingProbe(model: GPT2, opts: SpeakingProbeOptions): Pr
     inject_layer: r.injectLayer ?? null,
     scale: r.scale,
     norm: Math.sqrt(r.vector.reduce((a, x) => a + x * x, 0)),
-    projection: projectionTop > 0 ? embeddingProjection(model, r.vector, projectionTop) : null,
-  }));
+    projection: projectionTop > 0 ? await embeddingProjectionAsync(model, r.vector, projectionTop) : null,
+  });
   return {
     model: model.name,
     prompt: opts.prompt,

@@ -6,7 +6,7 @@
  * SP_REQUIRE_WEBGPU=1 so that a missing adapter fails instead of skipping.
  */
 import fs from 'node:fs';
-import { gpt2, generate, logitLensAsync, tf, webgpuAdapter, type ActivationCache, type GPT2, type HookName } from '@sp/core';
+import { embeddingProjectionAsync, gpt2, generate, logitLensAsync, speakingProbe, tf, webgpuAdapter, type ActivationCache, type GPT2, type HookName } from '@sp/core';
 import { engineInfo } from '@sp/core/internals';
 import { FIXTURES, fixtureDir, golden } from '../helpers/fixtures.js';
 import { compareCache, firstMismatch, LOGIT_TOL } from '../helpers/compare.js';
@@ -131,10 +131,26 @@ onGpu('webgpu: hooks, virtual tokens and injections vs the float64 reference', (
     expect(firstMismatch('logits', got, Float64Array.from(want.logits.flat()), LOGIT_TOL, false)).toBeUndefined();
   });
 
+  test('speakingProbe runs, and its projection is the float64 v·E top-k', async () => {
+    const r = await speakingProbe(model, { prompt: 'The term "<param_1_5>" means', samples: 2, maxNewTokens: 3, seed: 7, eosTokenId: null, projectionTop: 5 });
+    expect(r.samples).toHaveLength(2);
+    r.samples.forEach((smp) => expect(smp.new_ids).toHaveLength(3));
+    const v = model.ffKey(1, 5);
+    const wte = fx.ref.get('wte.weight');
+    const d = SPEC.dModel;
+    const V = wte.length / d;
+    const dot = Float64Array.from({ length: V }, (_, i) => v.reduce((a, x, j) => a + x * wte[i * d + j], 0));
+    const want = [...dot.keys()].sort((a, b) => dot[b] - dot[a]).slice(0, 5);
+    const proj = r.neurons[0].projection!;
+    expect(proj.top.map((t) => t.id)).toEqual(want);
+    proj.top.forEach((t) => expect(Math.abs(t.score - dot[t.id])).toBeLessThan(1e-4));
+    expect(await embeddingProjectionAsync(model, v, 5)).toEqual(proj);
+  });
+
   test('a synchronous read of a computed tensor is a one-line SpError; parameters read as usual', () => {
     const lt = model.forward([...PROMPT]);
     try {
-      expect(() => lt.dataSync()).toThrow(/webgpu backend cannot read a computed tensor synchronously.*await tensor\.data\(\)/);
+      expect(() => lt.dataSync()).toThrow(/webgpu backend cannot read a GPU tensor synchronously.*await tensor\.data\(\)/);
     } finally {
       lt.dispose();
     }
