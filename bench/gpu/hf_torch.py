@@ -1,6 +1,6 @@
-# The GPU peer for bench/gpu/webgpu.mjs: Hugging Face transformers (PyTorch, CUDA, float32) on the
+# The GPU peer for bench/src/webgpu.ts (node bench/dist/webgpu.js): Hugging Face transformers (PyTorch, CUDA, float32) on the
 # same random checkpoint, the same workloads; also writes DIR/ref_ids.json and DIR/ref_logits.f64, a
-# float64 forward of the checkpoint that webgpu.mjs compares sp's logits with.
+# float64 forward of the checkpoint that webgpu.js compares sp's logits with.
 #   python3 bench/gpu/hf_torch.py DIR
 import json, os, sys, time
 

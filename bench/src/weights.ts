@@ -59,9 +59,8 @@ export function weightsDir(name: BenchPreset): string {
   return path.join(benchRoot, '.weights', name);
 }
 
-/** Write the checkpoint unless it is already there; returns its directory. */
-export function ensureCheckpoint(name: BenchPreset, log: (s: string) => void = () => {}): string {
-  const dir = weightsDir(name);
+/** Write the checkpoint unless it is already there (in `dir`, default bench/.weights/NAME); returns its directory. */
+export function ensureCheckpoint(name: BenchPreset, log: (s: string) => void = () => {}, dir = weightsDir(name)): string {
   const st = path.join(dir, 'model.safetensors');
   if (fs.existsSync(st) && fs.existsSync(path.join(dir, 'config.json'))) return dir;
   const c = presetConfig(name);

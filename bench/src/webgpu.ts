@@ -1,56 +1,42 @@
-// sp on the webgpu backend (Dawn through the `webgpu` npm package), for a machine with a GPU:
-//   node bench/gpu/webgpu.mjs weights DIR [preset]   random GPT-2 weights of the real shapes, HF layout
-//   node bench/gpu/webgpu.mjs check DIR [FIXTURES]   fidelity (golden fixtures, DIR/ref_logits.json
-//                                                     from hf_torch.py) then speed, interleaved rounds
-// Plain ESM JavaScript so that it runs from an installed @sp/core (a GPU machine with no build tools).
+/**
+ * sp on the webgpu backend (Dawn through the `webgpu` npm package), for a machine with a GPU
+ * (docs/performance.md, "GPU: the webgpu backend"):
+ *   node bench/dist/webgpu.js weights DIR            random gpt2 weights of the real shapes, HF layout
+ *   python3 bench/gpu/hf_torch.py DIR                the GPU peer; writes DIR/ref_logits.f64
+ *   node bench/dist/webgpu.js check DIR [FIXTURES]   fidelity (golden fixtures, the float64 logits of
+ *                                                    hf_torch.py), then speed in interleaved rounds
+ * It needs only an installed @sp/core beside it (a GPU machine may have no build tools).
+ */
 import fs from 'node:fs';
 import path from 'node:path';
-import { gpt2, generate, logitLensAsync, makeConfig, PRESETS, tf, webgpuAdapter, writeSafetensors } from '@sp/core';
+import { gpt2, generate, logitLensAsync, tf, webgpuAdapter } from '@sp/core';
+import { ensureCheckpoint } from './weights.js';
 
 const [mode, dir, extra] = process.argv.slice(2);
-const stat = (xs) => {
+
+/** packages/core/test/fixtures/NAME/golden.json, as far as this script reads it. */
+interface Golden {
+  cases: Array<{
+    ids: number[];
+    inject: [number, number, number] | null;
+    last_logits_at: Record<string, number>;
+    last_logits_top10: Array<{ id: number; logit: number }>;
+    greedy: number[];
+    lens: Array<{ layer: number; positions: Array<{ top: Array<{ id: number; prob: number }> }> }>;
+  }>;
+}
+const stat = (xs: number[]) => {
   const s = [...xs].sort((a, b) => a - b);
   return { min: s[0], median: s[Math.floor(s.length / 2)], max: s[s.length - 1] };
 };
-const fmt = (x) => `${x.median.toFixed(1)} (${x.min.toFixed(1)}–${x.max.toFixed(1)})`;
+const fmt = (x: ReturnType<typeof stat>) => `${x.median.toFixed(1)} (${x.min.toFixed(1)}–${x.max.toFixed(1)})`;
 
-if (mode === 'weights') {
-  // The same scheme as bench/src/weights.ts: uniform values scaled like GPT-2's init.
-  const c = makeConfig(PRESETS[extra ?? 'gpt2']);
-  let seed = 1;
-  const fill = (n, std, mean = 0) => {
-    let x = (seed = (seed * 1664525 + 1013904223) >>> 0) || 1;
-    const out = new Float32Array(n), a = std * Math.sqrt(3) * 2;
-    for (let i = 0; i < n; i++) { x ^= x << 13; x ^= x >>> 17; x ^= x << 5; out[i] = mean + ((x >>> 0) / 4294967296 - 0.5) * a; }
-    return out;
-  };
-  const t = (name, shape, std, mean = 0) => ({ name, shape, data: fill(shape.reduce((a, b) => a * b, 1), std, mean) });
-  const ts = [t('wte.weight', [c.dVocab, c.dModel], 0.1), t('wpe.weight', [c.nCtx, c.dModel], 0.01)];
-  for (let i = 0; i < c.nLayer; i++) {
-    const p = `h.${i}.`;
-    ts.push(
-      t(p + 'ln_1.weight', [c.dModel], 0.05, 1), t(p + 'ln_1.bias', [c.dModel], 0.02),
-      t(p + 'attn.c_attn.weight', [c.dModel, 3 * c.dModel], 0.02), t(p + 'attn.c_attn.bias', [3 * c.dModel], 0.02),
-      t(p + 'attn.c_proj.weight', [c.dModel, c.dModel], 0.02), t(p + 'attn.c_proj.bias', [c.dModel], 0.02),
-      t(p + 'ln_2.weight', [c.dModel], 0.05, 1), t(p + 'ln_2.bias', [c.dModel], 0.02),
-      t(p + 'mlp.c_fc.weight', [c.dModel, c.dMlp], 0.02), t(p + 'mlp.c_fc.bias', [c.dMlp], 0.02),
-      t(p + 'mlp.c_proj.weight', [c.dMlp, c.dModel], 0.02), t(p + 'mlp.c_proj.bias', [c.dModel], 0.02),
-    );
-  }
-  ts.push(t('ln_f.weight', [c.dModel], 0.05, 1), t('ln_f.bias', [c.dModel], 0.02));
-  fs.mkdirSync(dir, { recursive: true });
-  writeSafetensors(path.join(dir, 'model.safetensors'), ts, { format: 'pt' });
-  fs.writeFileSync(path.join(dir, 'config.json'), JSON.stringify({
-    model_type: 'gpt2', architectures: ['GPT2LMHeadModel'], vocab_size: c.dVocab, n_positions: c.nCtx, n_embd: c.dModel,
-    n_layer: c.nLayer, n_head: c.nHead, n_inner: null, activation_function: 'gelu_new', layer_norm_epsilon: 1e-5,
-    bos_token_id: 50256, eos_token_id: 50256, tie_word_embeddings: true,
-  }, null, 1));
-  console.log(`weights: ${extra ?? 'gpt2'} in ${dir}`);
+if (mode === 'weights' && dir) {
+  ensureCheckpoint('gpt2', console.log, dir);
   process.exit(0);
 }
-
 if (mode !== 'check' || !dir) {
-  console.error('usage: webgpu.mjs weights DIR [preset] | check DIR [FIXTURES_DIR]');
+  console.error('usage: webgpu.js weights DIR | check DIR [FIXTURES_DIR]');
   process.exit(2);
 }
 
@@ -61,7 +47,7 @@ console.log('adapter', JSON.stringify(webgpuAdapter()));
 const worst = { logits: 0, lens: 0, greedy: true };
 for (const name of extra ? fs.readdirSync(extra) : []) {
   const fdir = path.join(extra, name);
-  const g = JSON.parse(fs.readFileSync(path.join(fdir, 'golden.json'), 'utf8'));
+  const g = JSON.parse(fs.readFileSync(path.join(fdir, 'golden.json'), 'utf8')) as Golden;
   const m = await gpt2(fdir, { backend: 'webgpu' });
   for (const c of g.cases) {
     const embeds = c.inject ? [{ pos: c.inject[0], vector: m.ffKey(c.inject[1], c.inject[2]) }] : [];
@@ -76,7 +62,7 @@ for (const name of extra ? fs.readdirSync(extra) : []) {
     if (c.lens?.length && !c.inject) {
       const lens = await logitLensAsync(m, c.ids, { topk: c.lens[0].positions[0].top.length });
       for (const gl of c.lens) {
-        const L = lens.layers.find((l) => l.layer === gl.layer);
+        const L = lens.layers.find((l) => l.layer === gl.layer)!;
         gl.positions.forEach((p, i) => p.top.forEach((t, j) => {
           const got = L.positions[i].top[j];
           worst.lens = Math.max(worst.lens, got.id === t.id ? Math.abs(got.prob - t.prob) : Infinity);
@@ -108,9 +94,9 @@ if (fs.existsSync(refPath)) {
 // ---- speed: the bench's workloads (decode b1 16+64, 8 × 50 sampling, lens 64 × 13), interleaved rounds ----
 const rounds = model.config.nCtx >= 128 ? Number(process.env.ROUNDS ?? 3) : -1; // a fixture-sized DIR: fidelity only
 const V = model.config.dVocab;
-const prompt = (n, r) => Array.from({ length: n }, (_, i) => (i * 7919 + r * 104729 + 11) % V);
-const time = async (fn) => { const t = performance.now(); await fn(); return performance.now() - t; };
-const decode = [], sample = [], lens = [];
+const prompt = (n: number, r: number) => Array.from({ length: n }, (_, i) => (i * 7919 + r * 104729 + 11) % V);
+const time = async (fn: () => Promise<unknown>) => { const t = performance.now(); await fn(); return performance.now() - t; };
+const decode: number[] = [], sample: number[] = [], lens: number[] = [];
 const tensors0 = tf.memory().numTensors;
 for (let r = -1; r < rounds; r++) { // round -1 warms (shader compilation)
   const d = await time(() => generate(model, prompt(16, r + 2), { maxNewTokens: 64, doSample: false, eosTokenId: null }));
