@@ -90,7 +90,10 @@ let gpuError: string | undefined;
  * embedding on a software Vulkan), keeps the first uncaptured error for the next read, and turns a
  * synchronous read of a computed tensor into a one-line SpError.
  */
+const guarded = new WeakSet<object>();
 function guard(): void {
+  if (guarded.has(tf.backend())) return; // started again (initBackend switching back): wrapped already
+  guarded.add(tf.backend());
   const backend = tf.backend() as unknown as {
     readSync(dataId: object): unknown;
     uploadToGPU(dataId: object): void;

@@ -157,6 +157,15 @@ onGpu('webgpu: hooks, virtual tokens and injections vs the float64 reference', (
     expect(model.ffKey(0, 1)).toHaveLength(SPEC.dModel);
   });
 
+  test('a GPU validation error (which WebGPU does not throw) is an SpError at the next read, then cleared', async () => {
+    const device = (tf.backend() as unknown as { device: { createBuffer(d: object): { destroy(): void }; queue: { onSubmittedWorkDone(): Promise<void> } } }).device;
+    const usage = (globalThis as unknown as { GPUBufferUsage: { STORAGE: number } }).GPUBufferUsage.STORAGE;
+    device.createBuffer({ size: 2 ** 40, usage }); // over any device's limit: an uncaptured validation error
+    await device.queue.onSubmittedWorkDone();
+    await expect(generate(model, [...PROMPT], { maxNewTokens: 1 })).rejects.toThrow(/^webgpu: Buffer size \(1099511627776\) exceeds the max buffer size limit/);
+    expect((await generate(model, [...PROMPT], { maxNewTokens: 1 })).newTokens[0]).toHaveLength(1);
+  });
+
   test('a buffer over the device binding limit is refused before it can produce garbage', () => {
     const limit = (tf.backend() as unknown as { device: { limits: { maxStorageBufferBindingSize: number } } }).device.limits.maxStorageBufferBindingSize;
     if (limit > 2 ** 29) return; // a real GPU: too large to allocate in a test
