@@ -1,4 +1,4 @@
-import { activationPatching, PATCH_SITES, quoteToken, SpError, type NeuronIntervention, type PatchingResult, type PatchSite } from '@sp/core';
+import { activationPatchingAsync, PATCH_SITES, quoteToken, SpError, type NeuronIntervention, type PatchingResult, type PatchSite } from '@sp/core';
 import { patchingSpec, patchReportHtml } from '@sp/report';
 import type { Command } from 'commander';
 import { info, loadModel, parseIntOpt, printJson, setNeuronOption } from '../common.js';
@@ -35,7 +35,7 @@ export function registerPatch(program: Command): void {
       const { model } = await loadModel(cmd, o.model);
       try {
         const t0 = performance.now();
-        const r = activationPatching(model, {
+        const r = await activationPatchingAsync(model, {
           clean: o.clean!, corrupt: o.corrupt!, answer: o.answer, wrong: o.wrong, site: o.site as PatchSite,
           perPosition: o.perPosition, batchSize: o.batchSize, interventions: o.setNeuron,
         });

@@ -6,6 +6,7 @@
  */
 import type * as tfc from '@tensorflow/tfjs-core';
 import { tf, tidy } from '../backend/index.js';
+import { readSteps, readStepsAsync, type ReadSteps } from '../backend/reads.js';
 import { SpError, assertInt } from '../errors.js';
 import type { HookName } from '../hooks/index.js';
 import type { GPT2 } from '../model/gpt2.js';
@@ -78,6 +79,15 @@ interface PatchCell {
 
 /** Activation patching of every layer × position (z: layer × head, or layer × position × head). */
 export function activationPatching(model: GPT2, opts: PatchingOptions): PatchingResult {
+  return readSteps(patchingSteps(model, opts));
+}
+
+/** activationPatching awaiting its reads: the form for the webgpu backend (the same numbers on every backend). */
+export function activationPatchingAsync(model: GPT2, opts: PatchingOptions): Promise<PatchingResult> {
+  return readStepsAsync(patchingSteps(model, opts));
+}
+
+function* patchingSteps(model: GPT2, opts: PatchingOptions): ReadSteps<PatchingResult> {
   const { site } = opts;
   if (!PATCH_SITES.includes(site)) throw new SpError('BAD_INPUT', `unknown patching site "${String(site)}" (use ${PATCH_SITES.join(', ')})`);
   if (opts.perPosition && site !== 'z') throw new SpError('BAD_INPUT', `perPosition is for site z (heads); site ${site} is already patched per position`);
@@ -98,24 +108,24 @@ export function activationPatching(model: GPT2, opts: PatchingOptions): Patching
   const hookOf = (l: number): HookName => (site === 'z' ? `blocks.${l}.attn.hook_z` : `blocks.${l}.hook_${site}`);
   const runOpts = { interventions: opts.interventions, logits: 'last' as const };
 
-  const metricOf = (logits: tfc.Tensor3D): number[] => {
+  function* metricOf(logits: tfc.Tensor3D): ReadSteps<number[]> {
     const last = tidy(() => {
       const l = tf.squeeze(logits, [1]); // [b, V]
       return tf.sub(tf.gather(l, answer, 1), tf.gather(l, wrong, 1));
     });
     try {
-      return Array.from(last.dataSync());
+      return Array.from(yield last);
     } finally {
       last.dispose();
     }
-  };
+  }
 
   const { logits: cleanLogits, cache } = model.runWithCache(clean, { ...runOpts, names: layers.map(hookOf) });
   try {
-    const cleanMetric = metricOf(cleanLogits)[0];
+    const cleanMetric = (yield* metricOf(cleanLogits))[0];
     cleanLogits.dispose();
     const corruptLogits = model.forward(corrupt, runOpts);
-    const corruptMetric = metricOf(corruptLogits)[0];
+    const corruptMetric = (yield* metricOf(corruptLogits))[0];
     corruptLogits.dispose();
 
     const cells: PatchCell[] = [];
@@ -154,7 +164,7 @@ export function activationPatching(model: GPT2, opts: PatchingOptions): Patching
         return model.runWithHooks(Array.from({ length: b }, () => corrupt), { ...runOpts, fwdHooks });
       });
       try {
-        flat.push(...metricOf(logits));
+        flat.push(...(yield* metricOf(logits)));
       } finally {
         logits.dispose();
       }

@@ -11,9 +11,9 @@
  */
 import type * as tfc from '@tensorflow/tfjs-core';
 import { gemmThreads } from '../backend/engine.js';
-import { readNow } from '../backend/heap.js';
 import { tf, tidy } from '../backend/index.js';
-import { bufferElements, readAsync, syncReads } from '../backend/webgpu.js';
+import { bufferElements } from '../backend/webgpu.js';
+import { readSteps, readStepsAsync, type ReadSteps } from '../backend/reads.js';
 import { SpError } from '../errors.js';
 import type { FwdHook, HookName } from '../hooks/index.js';
 import type { EmbedOverride, GPT2, Injection, TokenBatch } from '../model/gpt2.js';
@@ -92,37 +92,19 @@ export interface PassOutput {
 }
 
 export function lensPass(model: GPT2, batch: TokenBatch, req: PassRequest): PassOutput {
-  const steps = lensPassSteps(model, batch, req);
-  let done = false;
-  try {
-    let r = steps.next();
-    while (!r.done) r = steps.next(readNow(r.value));
-    done = true;
-    return r.value;
-  } finally {
-    if (!done) steps.return(undefined as never); // disposes what the pass holds
-  }
+  return readSteps(lensPassSteps(model, batch, req));
 }
 
 /** lensPass awaiting its reads where the backend reads GPU memory only asynchronously (webgpu in Node); the same steps. */
-export async function lensPassAsync(model: GPT2, batch: TokenBatch, req: PassRequest): Promise<PassOutput> {
-  const steps = lensPassSteps(model, batch, req);
-  let done = false;
-  try {
-    let r = steps.next();
-    while (!r.done) r = steps.next(syncReads() ? readNow(r.value) : await readAsync(r.value));
-    done = true;
-    return r.value;
-  } finally {
-    if (!done) steps.return(undefined as never);
-  }
+export function lensPassAsync(model: GPT2, batch: TokenBatch, req: PassRequest): Promise<PassOutput> {
+  return readStepsAsync(lensPassSteps(model, batch, req));
 }
 
 /**
  * The pass as steps: each yields one block's [N, V] logits tensor and takes back its float32
  * values (read by the driver, in place on the wasm heap or awaited from a GPU), then returns the outputs.
  */
-function* lensPassSteps(model: GPT2, batch: TokenBatch, req: PassRequest): Generator<tfc.Tensor, PassOutput, Float32Array> {
+function* lensPassSteps(model: GPT2, batch: TokenBatch, req: PassRequest): ReadSteps<PassOutput> {
   const { nLayer, dModel: d, dVocab: V } = model.config;
   const rows = lensRows(nLayer, req.view);
   const outputHook: HookName = `blocks.${nLayer - 1}.hook_resid_post`;
@@ -180,7 +162,7 @@ function* lensPassSteps(model: GPT2, batch: TokenBatch, req: PassRequest): Gener
  * engine), then the statistics of cell-stats.ts over its float32 logits, read in place from the
  * wasm heap, on two threads when there are (split.ts).
  */
-function* block(model: GPT2, x: tfc.Tensor3D, p0: number, pc: number, R: number, outRow: number, k: number, req: PassRequest, V: number): Generator<tfc.Tensor, CellStats, Float32Array> {
+function* block(model: GPT2, x: tfc.Tensor3D, p0: number, pc: number, R: number, outRow: number, k: number, req: PassRequest, V: number): ReadSteps<CellStats> {
   const d = x.shape[2];
   const N = pc * R;
   const lt = tidy(() => model.unembedResid(tf.reshape(tf.slice(x, [p0, 0, 0], [pc, R, d]), [N, d]))); // [N, V]: ln_f with per-row statistics, then the unembedding

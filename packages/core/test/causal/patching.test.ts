@@ -4,7 +4,7 @@
  * position, head z at all positions or at one) replaced by the clean reference run's, on both
  * fixtures (F32, F16); batched equals one-at-a-time; causal sanity checks; bad input is one line.
  */
-import { activationPatching, gpt2, tf, type GPT2, type PatchingResult, type PatchSite } from '@sp/core';
+import { activationPatching, activationPatchingAsync, gpt2, tf, type GPT2, type PatchingResult, type PatchSite } from '@sp/core';
 import { refForward, type RefWeights } from '../reference/gpt2-ref.js';
 import { readSafetensorsDir } from '../reference/safetensors-mini.js';
 import { expectSpError } from '../helpers/errors.js';
@@ -81,6 +81,13 @@ describe.each(FIXTURES)('activation patching on %s vs the float64 reference', (n
     }
     // patching where clean and corrupt differ moves the metric (the values are not all corrupt_metric)
     expect(vals.flat().some((v) => Math.abs(v - r.corrupt_metric) > 1e-3)).toBe(true);
+  });
+
+  test.each([['resid_pre', false], ['z', true]] as const)('activationPatchingAsync (the webgpu form) returns exactly what activationPatching does: %s', async (site, perPosition) => {
+    const before = tf.memory().numTensors;
+    const r = await activationPatchingAsync(model, { clean: CLEAN, corrupt: CORRUPT, answerId: ANSWER, wrongId: WRONG, site, perPosition, batchSize: 7 });
+    expect(tf.memory().numTensors).toBe(before);
+    expect(r).toEqual(run(site, perPosition, 7));
   });
 
   test('z: values[l][h] patches head h at all positions (get_act_patch_attn_head_out_all_pos)', () => {

@@ -6,7 +6,7 @@
  * SP_REQUIRE_WEBGPU=1 so that a missing adapter fails instead of skipping.
  */
 import fs from 'node:fs';
-import { embeddingProjectionAsync, gpt2, generate, logitLensAsync, speakingProbe, tf, webgpuAdapter, type ActivationCache, type GPT2, type HookName } from '@sp/core';
+import { activationPatchingAsync, embeddingProjectionAsync, gpt2, generate, logitLensAsync, speakingProbe, tf, webgpuAdapter, type ActivationCache, type GPT2, type HookName } from '@sp/core';
 import { engineInfo } from '@sp/core/internals';
 import { FIXTURES, fixtureDir, golden } from '../helpers/fixtures.js';
 import { compareCache, firstMismatch, LOGIT_TOL } from '../helpers/compare.js';
@@ -155,6 +155,30 @@ onGpu('webgpu: hooks, virtual tokens and injections vs the float64 reference', (
       lt.dispose();
     }
     expect(model.ffKey(0, 1)).toHaveLength(SPEC.dModel);
+  });
+
+  test('activationPatchingAsync (resid_pre, mlp_out) equals the float64 reference corrupt runs with one activation patched', async () => {
+    const clean = [...PROMPT];
+    const corrupt = clean.map((id, p) => (p === 2 || p === 4 ? (id + 17) % 50257 : id));
+    const [answer, wrong] = [clean[3], corrupt[4]];
+    const d = SPEC.dModel;
+    const metric = (ids: number[], o: Parameters<typeof refForward>[2] = {}) => {
+      const last = refForward(fx.ref, ids, o).logits[ids.length - 1];
+      return last[answer] - last[wrong];
+    };
+    const cleanCache = refForward(fx.ref, clean).cache;
+    for (const site of ['resid_pre', 'mlp_out'] as const) {
+      const r = await activationPatchingAsync(model, { clean, corrupt, answerId: answer, wrongId: wrong, site, batchSize: 5 });
+      expect(Math.abs(r.clean_metric - metric(clean))).toBeLessThan(1e-4);
+      expect(Math.abs(r.corrupt_metric - metric(corrupt))).toBeLessThan(1e-4);
+      (r.values as number[][]).forEach((row, l) => row.forEach((v, p) => {
+        const src = cleanCache.get(`blocks.${l}.hook_${site}`)!.data;
+        const want = site === 'resid_pre'
+          ? metric(corrupt, { residPre: [{ layer: l, pos: p, vector: src.slice(p * d, (p + 1) * d) }] })
+          : metric(corrupt, { actHooks: { [`blocks.${l}.hook_mlp_out`]: (x: Float64Array) => { const o = Float64Array.from(x); o.set(src.subarray(p * d, (p + 1) * d), p * d); return o; } } });
+        expect(Math.abs(v - want)).toBeLessThan(1e-4);
+      }));
+    }
   });
 
   test('a GPU validation error (which WebGPU does not throw) is an SpError at the next read, then cleared', async () => {
