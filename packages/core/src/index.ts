@@ -39,9 +39,9 @@ export { logitLens, logitLensAsync, rankings, rankingsWatch, watchTokenIds, topN
 
 // Causal
 export { interventionHooks, checkInterventions, type NeuronIntervention } from './causal/interventions.js';
-export { attentionPatterns, type AttentionOptions, type AttentionResult } from './causal/attention.js';
+export { attentionPatterns, attentionPatternsAsync, type AttentionOptions, type AttentionResult } from './causal/attention.js';
 export { activationPatching, activationPatchingAsync, PATCH_SITES, type PatchSite, type PatchingOptions, type PatchingResult } from './causal/patching.js';
-export { directLogitAttribution, type DlaOptions, type DlaResult, type DlaComponent } from './causal/dla.js';
+export { directLogitAttribution, directLogitAttributionAsync, type DlaOptions, type DlaResult, type DlaComponent } from './causal/dla.js';
 export { inputAttribution, gradientWrt, ATTRIBUTION_METHODS, type AttributionMethod, type AttributionOptions, type AttributionResult, type HookGradient } from './causal/attribution.js';
 
 // Files and tokenizer

@@ -1,4 +1,4 @@
-import { attentionPatterns, quoteToken, type AttentionResult, type NeuronIntervention } from '@sp/core';
+import { attentionPatternsAsync, quoteToken, type AttentionResult, type NeuronIntervention } from '@sp/core';
 import { attentionReportHtml, attentionSpec } from '@sp/report';
 import type { Command } from 'commander';
 import { info, inputIds, loadModel, parseIntOpt, printJson, setNeuronOption } from '../common.js';
@@ -29,7 +29,7 @@ export function registerAttention(program: Command): void {
       try {
         const ids = inputIds(model, o);
         const t0 = performance.now();
-        const r = attentionPatterns(model, ids, { layers: o.layer === undefined ? undefined : [o.layer], interventions: o.setNeuron });
+        const r = await attentionPatternsAsync(model, ids, { layers: o.layer === undefined ? undefined : [o.layer], interventions: o.setNeuron });
         info(cmd, `attention: ${r.layers.length} layer(s) × ${model.config.nHead} heads × ${ids.length}² in ${(performance.now() - t0).toFixed(0)} ms`);
         await writeReports(cmd, o, () => attentionReportHtml(r), () => attentionSpec(r, { layer: r.layers[0].layer }));
         if (o.json) printJson(r);

@@ -1,4 +1,4 @@
-import { directLogitAttribution, quoteToken, type DlaResult, type NeuronIntervention } from '@sp/core';
+import { directLogitAttributionAsync, quoteToken, type DlaResult, type NeuronIntervention } from '@sp/core';
 import { dlaReportHtml, dlaSpec } from '@sp/report';
 import type { Command } from 'commander';
 import { info, inputIds, loadModel, parseIntOpt, printJson, setNeuronOption } from '../common.js';
@@ -35,7 +35,7 @@ export function registerDla(program: Command): void {
       try {
         const ids = inputIds(model, o);
         const t0 = performance.now();
-        const r = directLogitAttribution(model, ids, { token: o.token, tokenId: o.tokenId, vs: o.vs, vsId: o.vsId, position: o.position, interventions: o.setNeuron });
+        const r = await directLogitAttributionAsync(model, ids, { token: o.token, tokenId: o.tokenId, vs: o.vs, vsId: o.vsId, position: o.position, interventions: o.setNeuron });
         info(cmd, `dla: ${r.components.length} components at position ${r.position} in ${(performance.now() - t0).toFixed(0)} ms`);
         await writeReports(cmd, o, () => dlaReportHtml(r), () => dlaSpec(r));
         if (o.json) printJson(r);

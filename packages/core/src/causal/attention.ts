@@ -2,6 +2,7 @@
  * Attention view: every head's pattern (blocks.{l}.attn.hook_pattern, softmax over keys) of one
  * prompt, as the plain-data contract of @sp/report's attentionSpec / attentionReportHtml.
  */
+import { readSteps, readStepsAsync, type ReadSteps } from '../backend/reads.js';
 import { SpError, assertInt } from '../errors.js';
 import type { HookName } from '../hooks/index.js';
 import type { GPT2 } from '../model/gpt2.js';
@@ -26,6 +27,15 @@ export interface AttentionResult {
 
 /** Every head's attention pattern of one prompt (text or ids), one forward pass. */
 export function attentionPatterns(model: GPT2, input: string | number[], opts: AttentionOptions = {}): AttentionResult {
+  return readSteps(attentionSteps(model, input, opts));
+}
+
+/** attentionPatterns awaiting its reads: the form for the webgpu backend (the same numbers on every backend). */
+export function attentionPatternsAsync(model: GPT2, input: string | number[], opts: AttentionOptions = {}): Promise<AttentionResult> {
+  return readStepsAsync(attentionSteps(model, input, opts));
+}
+
+function* attentionSteps(model: GPT2, input: string | number[], opts: AttentionOptions): ReadSteps<AttentionResult> {
   if (Array.isArray(input) && input.some((x) => typeof x !== 'number')) {
     throw new SpError('BAD_INPUT', 'attentionPatterns takes one prompt (text or token ids), not a batch');
   }
@@ -39,12 +49,14 @@ export function attentionPatterns(model: GPT2, input: string | number[], opts: A
   const { logits, cache } = model.runWithCache(ids, { names, logits: 'last', interventions: opts.interventions });
   try {
     logits.dispose();
-    return {
-      model: model.name,
-      ids,
-      tokens: ids.map((id) => model.tokenString(id)),
-      layers: layers.map((layer) => ({ layer, heads: (cache.get(`blocks.${layer}.attn.hook_pattern`).arraySync() as number[][][][])[0] })),
-    };
+    const out: AttentionResult['layers'] = [];
+    for (const layer of layers) {
+      const p = cache.get(`blocks.${layer}.attn.hook_pattern`); // [1, h, s, s]
+      const [, h, s] = p.shape;
+      const v = yield p;
+      out.push({ layer, heads: Array.from({ length: h }, (_, i) => Array.from({ length: s }, (_, q) => Array.from(v.subarray((i * s + q) * s, (i * s + q + 1) * s)))) });
+    }
+    return { model: model.name, ids, tokens: ids.map((id) => model.tokenString(id)), layers: out };
   } finally {
     cache.dispose();
   }

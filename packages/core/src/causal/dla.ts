@@ -15,6 +15,7 @@
  * bias (b_out, as TransformerLens' mlp_out); attention biases b_O belong to no head and go to
  * `bias`, as in get_full_resid_decomposition. GPT-2 has no unembedding bias.
  */
+import { readSteps, readStepsAsync, type ReadSteps } from '../backend/reads.js';
 import { SpError, assertInt } from '../errors.js';
 import type { HookName } from '../hooks/index.js';
 import type { GPT2 } from '../model/gpt2.js';
@@ -66,6 +67,15 @@ export interface DlaResult {
 
 /** Direct logit attribution of one prompt (text or ids) at one position, one forward pass. */
 export function directLogitAttribution(model: GPT2, input: string | number[], opts: DlaOptions = {}): DlaResult {
+  return readSteps(dlaSteps(model, input, opts));
+}
+
+/** directLogitAttribution awaiting its reads: the form for the webgpu backend (the same numbers on every backend). */
+export function directLogitAttributionAsync(model: GPT2, input: string | number[], opts: DlaOptions = {}): Promise<DlaResult> {
+  return readStepsAsync(dlaSteps(model, input, opts));
+}
+
+function* dlaSteps(model: GPT2, input: string | number[], opts: DlaOptions): ReadSteps<DlaResult> {
   if (Array.isArray(input) && input.some((x) => typeof x !== 'number')) {
     throw new SpError('BAD_INPUT', 'directLogitAttribution takes one prompt (text or token ids), not a batch');
   }
@@ -83,9 +93,9 @@ export function directLogitAttribution(model: GPT2, input: string | number[], op
   const { logits, cache } = model.runWithCache(ids, { names, logits: last ? 'last' : 'all', interventions: opts.interventions });
   try {
     const lp = last ? 0 : pos;
-    const row = logits.dataSync().subarray(lp * V, (lp + 1) * V);
+    const row = (yield logits).slice(lp * V, (lp + 1) * V);
     const logit = row[tokenId] - (vsId !== undefined ? row[vsId] : 0);
-    const scale = cache.get('ln_final.hook_scale').dataSync()[lp];
+    const scale = (yield cache.get('ln_final.hook_scale'))[lp];
 
     // the read-out direction u (tied: W_U[:, t] = E[t]) and w ⊙ u
     const u = Float64Array.from(model.tokenEmbedding(tokenId));
@@ -104,18 +114,20 @@ export function directLogitAttribution(model: GPT2, input: string | number[], op
       for (let i = 0; i < d; i++) dot += (c[off + i] - mean) * wu[i];
       return dot / scale;
     };
-    const at = (name: HookName, width: number) => cache.get(name).dataSync().subarray(pos * width, (pos + 1) * width);
+    function* at(name: HookName, width: number): ReadSteps<Float32Array> {
+      return (yield cache.get(name)).slice(pos * width, (pos + 1) * width);
+    }
 
     const components: DlaComponent[] = [
-      { name: 'embed', value: value(at('hook_embed', d)) },
-      { name: 'pos_embed', value: value(at('hook_pos_embed', d)) },
+      { name: 'embed', value: value(yield* at('hook_embed', d)) },
+      { name: 'pos_embed', value: value(yield* at('hook_pos_embed', d)) },
     ];
     let bias = 0;
     for (let i = 0; i < d; i++) bias += lnf.b[i] * u[i];
     for (let l = 0; l < L; l++) {
-      const result = at(`blocks.${l}.attn.hook_result`, H * d); // [h, d] at pos
+      const result = yield* at(`blocks.${l}.attn.hook_result`, H * d); // [h, d] at pos
       for (let h = 0; h < H; h++) components.push({ name: `L${l}.H${h}`, value: value(result, h * d) });
-      components.push({ name: `L${l}.mlp`, value: value(at(`blocks.${l}.hook_mlp_out`, d)) });
+      components.push({ name: `L${l}.mlp`, value: value(yield* at(`blocks.${l}.hook_mlp_out`, d)) });
       bias += value(model.attnOutWeights(l).b);
     }
     components.push({ name: 'bias', value: bias });

@@ -147,16 +147,9 @@ export class GPT2 {
    */
   layerNormParams(layer: number, which: 'ln1' | 'ln2' | 'ln_final'): LayerNormParams {
     this.checkAlive();
-    let w: tfc.Tensor1D, b: tfc.Tensor1D;
-    if (which === 'ln_final') [w, b] = [this.weights.lnfw, this.weights.lnfb];
-    else {
-      assertInt('layer', layer, 0, this.config.nLayer);
-      const blk = this.weights.blocks[layer];
-      if (which === 'ln1') [w, b] = [blk.ln1w, blk.ln1b];
-      else if (which === 'ln2') [w, b] = [blk.ln2w, blk.ln2b];
-      else throw new SpError('BAD_INPUT', `unknown LayerNorm "${String(which)}" (use ln1, ln2 or ln_final)`);
-    }
-    return { w: Float32Array.from(w.dataSync() as Float32Array), b: Float32Array.from(b.dataSync() as Float32Array) };
+    if (which !== 'ln_final') assertInt('layer', layer, 0, this.config.nLayer);
+    if (which !== 'ln1' && which !== 'ln2' && which !== 'ln_final') throw new SpError('BAD_INPUT', `unknown LayerNorm "${String(which)}" (use ln1, ln2 or ln_final)`);
+    return this.checkpoint.layerNorm(layer, which); // from the file, as the model holds them (a GPU backend cannot read its copy synchronously)
   }
 
   /**
@@ -167,14 +160,7 @@ export class GPT2 {
   attnOutWeights(layer: number): { w: Float32Array; b: Float32Array } {
     this.checkAlive();
     assertInt('layer', layer, 0, this.config.nLayer);
-    const o = this.weights.blocks[layer].o;
-    const [w, b] = tidy(() => [o.weight(), o.apply(tf.zeros([1, o.inDim]))]); // 0 · W + b = b exactly
-    try {
-      return { w: Float32Array.from(w.dataSync() as Float32Array), b: Float32Array.from(b.dataSync() as Float32Array) };
-    } finally {
-      w.dispose();
-      b.dispose();
-    }
+    return this.checkpoint.attnOut(layer); // the Conv1D layout is already [heads · d_head, d_model]
   }
 
   encode(text: string): number[] {

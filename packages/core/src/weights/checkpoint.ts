@@ -8,7 +8,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { SpError, assertInt } from '../errors.js';
 import { makeConfig, type GPT2Config } from '../config.js';
-import { blockMatrices, blockNorms, requiredTensorShapes, WPE, WTE } from './names.js';
+import { blockMatrices, blockNorms, LN_F, requiredTensorShapes, WPE, WTE } from './names.js';
 import { SafetensorsFile, type TensorInfo } from './safetensors.js';
 
 /** The index of a sharded checkpoint (transformers' SAFE_WEIGHTS_INDEX_NAME). */
@@ -150,6 +150,18 @@ export class Checkpoint {
     this.checkNeuron(layer, j);
     const name = blockMatrices(this.config, layer)[3].name + '.weight';
     return this.fileOf(name).readRow(this.info(name).name, j);
+  }
+
+  /** A LayerNorm's weight and bias: `ln1`/`ln2` of block `layer`, or `ln_final`. */
+  layerNorm(layer: number, which: 'ln1' | 'ln2' | 'ln_final'): { w: Float32Array; b: Float32Array } {
+    const n = which === 'ln_final' ? LN_F : blockNorms(layer)[which];
+    return { w: this.read(n + '.weight'), b: this.read(n + '.bias') };
+  }
+
+  /** attn.c_proj of `layer` as stored: weight [d_model (heads × d_head), d_model] and bias. */
+  attnOut(layer: number): { w: Float32Array; b: Float32Array } {
+    const n = blockMatrices(this.config, layer)[1].name;
+    return { w: this.read(n + '.weight'), b: this.read(n + '.bias') };
   }
 
   /** Row `id` of the token embedding. */

@@ -1,6 +1,6 @@
 /** attentionPatterns: every head's hook_pattern against the float64 reference; the report contract; errors. */
 import fs from 'node:fs';
-import { attentionPatterns, gpt2, type GPT2 } from '@sp/core';
+import { attentionPatterns, attentionPatternsAsync, gpt2, type GPT2 } from '@sp/core';
 import { refForward, type RefWeights } from '../reference/gpt2-ref.js';
 import { randomIds, writeRandomGpt2, type RandomGpt2 } from '../helpers/random-gpt2.js';
 import { expectSpError } from '../helpers/errors.js';
@@ -18,6 +18,10 @@ beforeAll(async () => {
 afterAll(() => {
   model?.dispose();
   if (fx) fs.rmSync(fx.dir, { recursive: true, force: true });
+});
+
+test('attentionPatternsAsync (the webgpu form) returns exactly what attentionPatterns does', async () => {
+  expect(await attentionPatternsAsync(model, PROMPT, { layers: [2, 0, 2] })).toEqual(attentionPatterns(model, PROMPT, { layers: [2, 0, 2] }));
 });
 
 test('every head of every layer equals the reference hook_pattern to 1e-5; rows sum to 1; future keys are exactly 0', () => {

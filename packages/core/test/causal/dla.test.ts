@@ -5,7 +5,7 @@
  * (difference) of a plain forward; replacing hook_result changes what follows as in TransformerLens.
  */
 import fs from 'node:fs';
-import { directLogitAttribution, gpt2, tf, type GPT2 } from '@sp/core';
+import { directLogitAttribution, directLogitAttributionAsync, gpt2, tf, type GPT2 } from '@sp/core';
 import { refForward, type RefWeights } from '../reference/gpt2-ref.js';
 import { expectSpError } from '../helpers/errors.js';
 import { firstMismatch, LOGIT_TOL } from '../helpers/compare.js';
@@ -94,6 +94,13 @@ describe.each(CASES.map((c) => [specLabel(c), c] as const))('DLA on random GPT-2
     else expect('vs_id' in r).toBe(false);
     // no component is trivially zero (a test of all-zero values could not fail)
     expect(r.components.filter((x) => Math.abs(x.value) > 1e-6).length).toBeGreaterThan(r.components.length / 2);
+  });
+
+  test('directLogitAttributionAsync (the webgpu form) returns exactly what directLogitAttribution does', async () => {
+    const opts = { tokenId: 318, vsId: 389, position: 2 };
+    const before = tf.memory().numTensors;
+    expect(await directLogitAttributionAsync(model, ids, opts)).toEqual(directLogitAttribution(model, ids, opts));
+    expect(tf.memory().numTensors).toBe(before);
   });
 
   test('hook_result: cached values equal the reference; observing it leaves the logits bit-identical', () => {

@@ -6,7 +6,7 @@
  * SP_REQUIRE_WEBGPU=1 so that a missing adapter fails instead of skipping.
  */
 import fs from 'node:fs';
-import { activationPatchingAsync, embeddingProjectionAsync, gpt2, generate, logitLensAsync, speakingProbe, tf, webgpuAdapter, type ActivationCache, type GPT2, type HookName } from '@sp/core';
+import { activationPatchingAsync, attentionPatternsAsync, directLogitAttributionAsync, embeddingProjectionAsync, gpt2, generate, logitLensAsync, speakingProbe, tf, webgpuAdapter, type ActivationCache, type GPT2, type HookName } from '@sp/core';
 import { engineInfo } from '@sp/core/internals';
 import { FIXTURES, fixtureDir, golden } from '../helpers/fixtures.js';
 import { compareCache, firstMismatch, LOGIT_TOL } from '../helpers/compare.js';
@@ -179,6 +179,22 @@ onGpu('webgpu: hooks, virtual tokens and injections vs the float64 reference', (
         expect(Math.abs(v - want)).toBeLessThan(1e-4);
       }));
     }
+  });
+
+  test('attentionPatternsAsync equals the reference hook_pattern; DLA sums to the reference logit difference', async () => {
+    const ids = [...PROMPT];
+    const want = refForward(fx.ref, ids);
+    const n = ids.length;
+    const att = await attentionPatternsAsync(model, ids);
+    for (const L of att.layers) {
+      const p = want.cache.get(`blocks.${L.layer}.attn.hook_pattern`)!.data;
+      L.heads.forEach((head, h) => head.forEach((row, q) => row.forEach((v, k) => expect(Math.abs(v - p[(h * n + q) * n + k])).toBeLessThan(1e-5))));
+    }
+    const dla = await directLogitAttributionAsync(model, ids, { tokenId: 318, vsId: 389, position: 3 });
+    const last = want.logits[3];
+    expect(Math.abs(dla.total - (last[318] - last[389]))).toBeLessThan(LOGIT_TOL);
+    expect(Math.abs(dla.logit - dla.total)).toBeLessThan(LOGIT_TOL);
+    expect(dla.components.filter((c) => Math.abs(c.value) > 1e-6).length).toBeGreaterThan(dla.components.length / 2);
   });
 
   test('a GPU validation error (which WebGPU does not throw) is an SpError at the next read, then cleared', async () => {
