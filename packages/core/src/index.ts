@@ -27,7 +27,7 @@ export { seededRandom, assertSeed, randomSeed, MAX_SEED } from './generate/rng.j
 
 // Probes
 export { speakingProbe, SPEAKING_PROBE_DEFAULTS, type SpeakingProbeOptions, type SpeakingProbeResult, type SpeakingProbeNeuron, type SpeakingProbeSample } from './probes/speaking-probe.js';
-export { parseNeuronSpec, resolveNeuron, hiddenState, type NeuronSpec, type NeuronSpecObject, type NeuronSource, type ResolvedNeuron } from './probes/neuron.js';
+export { parseNeuronSpec, resolveNeuron, resolveNeuronAsync, hiddenState, hiddenStateAsync, type HiddenState, type NeuronSpec, type NeuronSpecObject, type NeuronSource, type ResolvedNeuron } from './probes/neuron.js';
 export { parseTemplate, tokenizeTemplate, renderTemplate, PLACEHOLDER_ID, type TemplatePart, type TemplateTag, type TokenizedTemplate } from './probes/template.js';
 export { parseExpr, formatExpr, type ExprTerm, type ExprAtom } from './probes/expr.js';
 export { readVectorFile, parseNpy, parseJsonVector } from './probes/vector-file.js';

@@ -6,6 +6,7 @@
  * entering block `injectLayer`.
  */
 import { tidy } from '../backend/index.js';
+import { readSteps, readStepsAsync, type ReadSteps } from '../backend/reads.js';
 import { SpError, assertInt } from '../errors.js';
 import type { HookName } from '../hooks/index.js';
 import type { GPT2 } from '../model/gpt2.js';
@@ -73,6 +74,15 @@ export function parseNeuronSpec(s: string): NeuronSpecObject {
 
 /** Resolve a spec to its vector on `model`; checks ranges and width. */
 export function resolveNeuron(model: GPT2, spec: NeuronSpec): ResolvedNeuron {
+  return readSteps(resolveSteps(model, spec));
+}
+
+/** resolveNeuron awaiting its read (a hidden: source runs the model): the form for the webgpu backend. */
+export function resolveNeuronAsync(model: GPT2, spec: NeuronSpec): Promise<ResolvedNeuron> {
+  return readStepsAsync(resolveSteps(model, spec));
+}
+
+function* resolveSteps(model: GPT2, spec: NeuronSpec): ReadSteps<ResolvedNeuron> {
   const o = typeof spec === 'string' ? parseNeuronSpec(spec) : spec;
   const cfg = model.config;
   const scale = o.scale ?? 1;
@@ -111,7 +121,7 @@ export function resolveNeuron(model: GPT2, spec: NeuronSpec): ResolvedNeuron {
       break;
     }
     case 'hidden': {
-      const r = hiddenState(model, o.prompt, o.layer, o.position ?? -1);
+      const r = yield* hiddenStateSteps(model, o.prompt, o.layer, o.position ?? -1);
       vector = r.vector;
       if (injectLayer === undefined) {
         if (o.layer >= cfg.nLayer) throw new SpError('BAD_INPUT', `a hidden state from layer ${o.layer} (the last block's output) needs an explicit inject layer in [0, ${cfg.nLayer - 1}]`);
@@ -138,7 +148,22 @@ export function resolveNeuron(model: GPT2, spec: NeuronSpec): ResolvedNeuron {
  * The residual stream of `prompt` entering block `layer` at `position` — HF's hidden_states[layer]:
  * layer 0 = embeddings (token + position), layer n_layer = the last block's output (before ln_f).
  */
-export function hiddenState(model: GPT2, prompt: string | number[], layer: number, position: number): { vector: Float32Array; position: number; ids: number[] } {
+export function hiddenState(model: GPT2, prompt: string | number[], layer: number, position: number): HiddenState {
+  return readSteps(hiddenStateSteps(model, prompt, layer, position));
+}
+
+/** hiddenState awaiting its read: the form for the webgpu backend. */
+export function hiddenStateAsync(model: GPT2, prompt: string | number[], layer: number, position: number): Promise<HiddenState> {
+  return readStepsAsync(hiddenStateSteps(model, prompt, layer, position));
+}
+
+export interface HiddenState {
+  vector: Float32Array;
+  position: number;
+  ids: number[];
+}
+
+function* hiddenStateSteps(model: GPT2, prompt: string | number[], layer: number, position: number): ReadSteps<HiddenState> {
   const n = model.config.nLayer;
   assertInt('source layer', layer, 0, n + 1);
   const ids = model.toTokens(prompt).ids[0];
@@ -150,9 +175,11 @@ export function hiddenState(model: GPT2, prompt: string | number[], layer: numbe
   const { logits, cache } = model.runWithCache(ids, { names: [name], logits: 'last' });
   try {
     const x = tidy(() => cache.get(name).slice([0, pos, 0], [1, 1, -1]).reshape([-1]));
-    const vector = x.dataSync() as Float32Array;
-    x.dispose();
-    return { vector: Float32Array.from(vector), position: pos, ids };
+    try {
+      return { vector: Float32Array.from(yield x), position: pos, ids };
+    } finally {
+      x.dispose();
+    }
   } finally {
     logits.dispose();
     cache.dispose();

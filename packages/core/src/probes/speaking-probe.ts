@@ -10,7 +10,7 @@ import { SpError, assertInt } from '../errors.js';
 import { GENERATION_DEFAULTS, generate, type FinishReason, type TokenEvent } from '../generate/generate.js';
 import type { EmbedOverride, GPT2, Injection } from '../model/gpt2.js';
 import type { NeuronIntervention } from '../model/interventions.js';
-import { parseNeuronSpec, resolveNeuron, type NeuronSpec, type NeuronSpecObject, type ResolvedNeuron } from './neuron.js';
+import { parseNeuronSpec, resolveNeuron, resolveNeuronAsync, type NeuronSpec, type NeuronSpecObject, type ResolvedNeuron } from './neuron.js';
 import { embeddingProjectionAsync, type EmbeddingProjection } from './projection.js';
 import { parseTemplate, renderTemplate, tokenizeTemplate } from './template.js';
 
@@ -165,7 +165,8 @@ export async function speakingProbe(model: GPT2, opts: SpeakingProbeOptions): Pr
     const o = typeof s === 'string' ? parseNeuronSpec(s) : s;
     return { ...o, scale: (o.scale ?? 1) * scale, injectLayer: o.injectLayer ?? opts.injectLayer };
   };
-  const resolved: ResolvedNeuron[] = specs.map((s) => resolveNeuron(model, withGlobal(s)));
+  const resolved: ResolvedNeuron[] = [];
+  for (const s of specs) resolved.push(await resolveNeuronAsync(model, withGlobal(s)));
   const entries: Array<{ r: ResolvedNeuron; tags: string[]; positions: number[] }> = resolved.map((r) => ({ r, tags: [], positions: [] }));
   const paramIndex = new Map<string, number>();
   const virtualTokens: SpeakingProbeResult['virtual_tokens'] = [];

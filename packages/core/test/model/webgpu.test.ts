@@ -6,7 +6,7 @@
  * SP_REQUIRE_WEBGPU=1 so that a missing adapter fails instead of skipping.
  */
 import fs from 'node:fs';
-import { activationPatchingAsync, attentionPatternsAsync, directLogitAttributionAsync, embeddingProjectionAsync, gpt2, generate, logitLensAsync, speakingProbe, tf, webgpuAdapter, type ActivationCache, type GPT2, type HookName } from '@sp/core';
+import { activationPatchingAsync, attentionPatternsAsync, hiddenStateAsync, directLogitAttributionAsync, embeddingProjectionAsync, gpt2, generate, logitLensAsync, speakingProbe, tf, webgpuAdapter, type ActivationCache, type GPT2, type HookName } from '@sp/core';
 import { engineInfo } from '@sp/core/internals';
 import { FIXTURES, fixtureDir, golden } from '../helpers/fixtures.js';
 import { compareCache, firstMismatch, LOGIT_TOL } from '../helpers/compare.js';
@@ -195,6 +195,17 @@ onGpu('webgpu: hooks, virtual tokens and injections vs the float64 reference', (
     expect(Math.abs(dla.total - (last[318] - last[389]))).toBeLessThan(LOGIT_TOL);
     expect(Math.abs(dla.logit - dla.total)).toBeLessThan(LOGIT_TOL);
     expect(dla.components.filter((c) => Math.abs(c.value) > 1e-6).length).toBeGreaterThan(dla.components.length / 2);
+  });
+
+  test('hiddenStateAsync and a hidden: speaking-probe source equal the reference residual stream', async () => {
+    const src = randomIds(5, 31);
+    const want = refForward(fx.ref, src).cache.get('blocks.1.hook_resid_pre')!.data.slice(3 * SPEC.dModel, 4 * SPEC.dModel);
+    const h = await hiddenStateAsync(model, src, 1, -2);
+    expect(h.position).toBe(3);
+    expect(firstMismatch('hidden', h.vector, want, 1e-4)).toBeUndefined();
+    const r = await speakingProbe(model, { prompt: 'Say <neuron> again', neurons: [{ type: 'hidden', prompt: src, layer: 1, position: 3 }], samples: 1, maxNewTokens: 2, eosTokenId: null, projectionTop: 0 });
+    expect(r.neurons[0].source).toMatchObject({ type: 'hidden', layer: 1, position: 3 });
+    expect(r.neurons[0].norm).toBeCloseTo(Math.hypot(...want), 4);
   });
 
   test('a GPU validation error (which WebGPU does not throw) is an SpError at the next read, then cleared', async () => {
