@@ -35,7 +35,7 @@ export { embeddingProjection, embeddingProjectionAsync, topIndices, type Embeddi
 export { listPrompts, loadPrompt, readPromptFile, promptDirs, BUNDLED_PROMPTS_DIR, type LibraryPrompt } from './probes/prompts.js';
 
 // Lens
-export { logitLens, logitLensAsync, rankings, rankingsWatch, watchTokenIds, topNeurons, lensRows, type LogitLensOptions, type RankingsOptions, type WatchOptions, type TopNeuronsOptions, type LensRunOptions, type LensStream, type LensView, type LensRowInfo, type TokenProb, type LensCell, type LensLayer, type LensResult, type RankingsResult, type RankedPosition, type WatchResult, type NeuronContribution, type NeuronsResult } from './lens/index.js';
+export { logitLens, logitLensAsync, rankings, rankingsAsync, rankingsWatch, rankingsWatchAsync, watchTokenIds, topNeurons, topNeuronsAsync, lensRows, type LogitLensOptions, type RankingsOptions, type WatchOptions, type TopNeuronsOptions, type LensRunOptions, type LensStream, type LensView, type LensRowInfo, type TokenProb, type LensCell, type LensLayer, type LensResult, type RankingsResult, type RankedPosition, type WatchResult, type NeuronContribution, type NeuronsResult } from './lens/index.js';
 
 // Causal
 export { interventionHooks, checkInterventions, type NeuronIntervention } from './causal/interventions.js';

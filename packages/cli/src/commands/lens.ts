@@ -1,4 +1,4 @@
-import { logitLensAsync, quoteToken, SpError, topNeurons, type LensResult, type LensView, type NeuronIntervention, type NeuronsResult } from '@sp/core';
+import { logitLensAsync, quoteToken, SpError, topNeuronsAsync, type LensResult, type LensView, type NeuronIntervention, type NeuronsResult } from '@sp/core';
 import { lensGridSpec, lensReportHtml, showToken } from '@sp/report';
 import type { Command } from 'commander';
 import { info, inputIds, loadModel, parseIntOpt, printJson, setNeuronOption } from '../common.js';
@@ -36,7 +36,7 @@ export function registerLens(program: Command): void {
         const t0 = performance.now();
         const lens = await logitLensAsync(model, ids, { topk: o.topk ?? 5, view, interventions: o.setNeuron });
         info(cmd, `lens: ${lens.layers.length} rows × ${ids.length} positions in ${(performance.now() - t0).toFixed(0)} ms`);
-        const neurons = o.neurons !== undefined ? topNeurons(model, ids, { k: Math.min(o.neurons, model.config.nLayer * model.config.dMlp), position: o.position, interventions: o.setNeuron }) : undefined;
+        const neurons = o.neurons !== undefined ? await topNeuronsAsync(model, ids, { k: Math.min(o.neurons, model.config.nLayer * model.config.dMlp), position: o.position, interventions: o.setNeuron }) : undefined;
         await writeReports(cmd, o, () => lensReportHtml(lens, { neurons }), () => lensGridSpec(lens));
         if (o.json) printJson(neurons ? { ...lens, neuron_position: neurons.position, neurons: neurons.neurons } : lens);
         else process.stdout.write(lensTable(lens, o.topk ?? 1) + (neurons ? '\n' + neuronTable(neurons) : ''));

@@ -1,4 +1,4 @@
-import { generate, joinTokens, quoteToken, rankings, rankingsWatch, SpError, type NeuronIntervention, type RankingsResult, type WatchResult } from '@sp/core';
+import { generate, joinTokens, quoteToken, rankingsAsync, rankingsWatchAsync, SpError, type NeuronIntervention, type RankingsResult, type WatchResult } from '@sp/core';
 import { rankingSpec, rankReportHtml, showToken, watchSpec } from '@sp/report';
 import type { Command } from 'commander';
 import { info, inputIds, loadModel, parseIds, parseIntOpt, printJson, setNeuronOption } from '../common.js';
@@ -41,7 +41,7 @@ export function registerRank(program: Command): void {
       try {
         let ids = inputIds(model, o);
         if (watch) {
-          const w = rankingsWatch(model, ids, watch, { position: o.position, eccoPosition: o.eccoPosition, view, interventions: o.setNeuron });
+          const w = await rankingsWatchAsync(model, ids, watch, { position: o.position, eccoPosition: o.eccoPosition, view, interventions: o.setNeuron });
           await writeReports(cmd, o, () => rankReportHtml({ watch: w }), () => watchSpec(w));
           if (o.json) printJson(w);
           else process.stdout.write(watchTable(w));
@@ -53,7 +53,7 @@ export function registerRank(program: Command): void {
           ids = [...ids, ...g.newTokens[0]];
           info(cmd, `generated ${quoteToken(g.texts[0])}`);
         }
-        const r = rankings(model, ids, { view, interventions: o.setNeuron, ...(o.generate !== undefined ? { promptLength, predictLast: false } : {}) });
+        const r = await rankingsAsync(model, ids, { view, interventions: o.setNeuron, ...(o.generate !== undefined ? { promptLength, predictLast: false } : {}) });
         await writeReports(cmd, o, () => rankReportHtml({ rankings: r }), () => rankingSpec(r));
         if (o.json) printJson(r);
         else process.stdout.write(rankTable(r));

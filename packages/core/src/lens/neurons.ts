@@ -6,6 +6,7 @@
  */
 import type * as tfc from '@tensorflow/tfjs-core';
 import { tf, tidy } from '../backend/index.js';
+import { readSteps, readStepsAsync, type ReadSteps } from '../backend/reads.js';
 import { assertInt } from '../errors.js';
 import type { HookName } from '../hooks/index.js';
 import type { GPT2, ModelInput } from '../model/gpt2.js';
@@ -27,6 +28,28 @@ export interface TopNeuronsOptions extends Omit<LensRunOptions, 'view'> {
 export function topNeurons(model: GPT2, input: string | number[], opts?: TopNeuronsOptions): NeuronsResult;
 export function topNeurons(model: GPT2, input: string[] | number[][], opts?: TopNeuronsOptions): NeuronsResult[];
 export function topNeurons(model: GPT2, input: ModelInput, opts: TopNeuronsOptions = {}): NeuronsResult | NeuronsResult[] {
+  return readSteps(topNeuronsSteps(model, input, opts));
+}
+
+/** topNeurons awaiting its reads: the form for the webgpu backend (the same numbers on every backend). */
+export function topNeuronsAsync(model: GPT2, input: string | number[], opts?: TopNeuronsOptions): Promise<NeuronsResult>;
+export function topNeuronsAsync(model: GPT2, input: string[] | number[][], opts?: TopNeuronsOptions): Promise<NeuronsResult[]>;
+export function topNeuronsAsync(model: GPT2, input: ModelInput, opts: TopNeuronsOptions = {}): Promise<NeuronsResult | NeuronsResult[]> {
+  return readStepsAsync(topNeuronsSteps(model, input, opts));
+}
+
+/** Copies of each tensor's values (read one after another), then the tensors disposed. */
+function* readAll(ts: tfc.Tensor[]): ReadSteps<Float64Array[]> {
+  try {
+    const out: Float64Array[] = [];
+    for (const t of ts) out.push(Float64Array.from(yield t));
+    return out;
+  } finally {
+    tf.dispose(ts);
+  }
+}
+
+function* topNeuronsSteps(model: GPT2, input: ModelInput, opts: TopNeuronsOptions): ReadSteps<NeuronsResult | NeuronsResult[]> {
   const { nLayer, dMlp: m, dVocab: V } = model.config;
   const layers = opts.layers ?? Array.from({ length: nLayer }, (_, i) => i);
   layers.forEach((l) => assertInt('layer', l, 0, nLayer));
@@ -41,7 +64,7 @@ export function topNeurons(model: GPT2, input: ModelInput, opts: TopNeuronsOptio
   const B = cells.length;
 
   // 1. scores m_j·‖v_j‖ over the searched layers, top-k by |score| per prompt.
-  const [idx, coef, score, norm] = tidy(() => {
+  const [idx, coef, score, norm] = yield* readAll(tidy(() => {
     const hooks = layers.map((l): HookName => `blocks.${l}.mlp.hook_post`);
     const { acts } = model.capture(batch, hooks, { embeds: opts.embeds, inject: opts.inject, fwdHooks: opts.fwdHooks, interventions: opts.interventions, logits: 'none' });
     const post = tf.reshape(tf.stack(hooks.map((h) => acts.get(h)!), 2), [-1, L * m]); // [b·s, L·m]
@@ -53,17 +76,17 @@ export function topNeurons(model: GPT2, input: ModelInput, opts: TopNeuronsOptio
     const flat = tf.add(indices, tf.mul(tf.reshape(tf.range(0, B, 1, 'int32'), [B, 1]), tf.scalar(L * m, 'int32'))); // into [B·L·m]
     const pick = (t: tfc.Tensor) => tf.gather(tf.reshape(t, [-1]), flat);
     const n = tf.gather(tf.reshape(norms, [-1]), indices);
-    return [indices.dataSync(), pick(coefs).dataSync(), pick(scores).dataSync(), n.dataSync()] as const;
-  });
+    return [indices, pick(coefs), pick(scores), n];
+  }));
 
   // 2. the chosen value vectors in embedding space: one [B·k, d] @ [d, V] matmul, then top tokens.
   const which = Array.from(idx, (i) => ({ layer: layers[Math.floor(i / m)], index: i % m }));
   const values = which.map((w) => model.ffValue(w.layer, w.index));
-  const [tokIds, tokLogits] = tidy(() => {
+  const [tokIds, tokLogits] = yield* readAll(tidy(() => {
     const vmat = tf.tensor2d(values.flatMap((v) => Array.from(v)), [values.length, model.config.dModel]);
     const { values: top, indices } = tf.topk(model.unembedVectors(vmat), nTok); // [B·k, nTok]
-    return [indices.dataSync(), top.dataSync()] as const;
-  });
+    return [indices, top];
+  }));
 
   const name = tokenNamer(model);
   const results = cells.map((position, b): NeuronsResult => {

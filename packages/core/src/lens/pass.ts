@@ -104,7 +104,7 @@ export function lensPassAsync(model: GPT2, batch: TokenBatch, req: PassRequest):
  * The pass as steps: each yields one block's [N, V] logits tensor and takes back its float32
  * values (read by the driver, in place on the wasm heap or awaited from a GPU), then returns the outputs.
  */
-function* lensPassSteps(model: GPT2, batch: TokenBatch, req: PassRequest): ReadSteps<PassOutput> {
+export function* lensPassSteps(model: GPT2, batch: TokenBatch, req: PassRequest): ReadSteps<PassOutput> {
   const { nLayer, dModel: d, dVocab: V } = model.config;
   const rows = lensRows(nLayer, req.view);
   const outputHook: HookName = `blocks.${nLayer - 1}.hook_resid_post`;

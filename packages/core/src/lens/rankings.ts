@@ -6,7 +6,8 @@ import { tf, tidy } from '../backend/index.js';
 import { SpError, assertInt } from '../errors.js';
 import type { GPT2, ModelInput } from '../model/gpt2.js';
 import { isBatch, tokens } from './lens.js';
-import { lensPass, resolvePosition, tokenNamer, type LensRunOptions, type PassCell } from './pass.js';
+import { lensPassSteps, resolvePosition, tokenNamer, type LensRunOptions, type PassCell } from './pass.js';
+import { readSteps, readStepsAsync, type ReadSteps } from '../backend/reads.js';
 import type { RankedPosition, RankingsResult, WatchResult } from './types.js';
 
 export interface RankingsOptions extends LensRunOptions {
@@ -23,9 +24,20 @@ export interface RankingsOptions extends LensRunOptions {
 export function rankings(model: GPT2, input: string | number[], opts?: RankingsOptions): RankingsResult;
 export function rankings(model: GPT2, input: string[] | number[][], opts?: RankingsOptions): RankingsResult[];
 export function rankings(model: GPT2, input: ModelInput, opts: RankingsOptions = {}): RankingsResult | RankingsResult[] {
+  return readSteps(rankingsSteps(model, input, opts));
+}
+
+/** rankings awaiting its reads: the form for the webgpu backend (the same numbers on every backend). */
+export function rankingsAsync(model: GPT2, input: string | number[], opts?: RankingsOptions): Promise<RankingsResult>;
+export function rankingsAsync(model: GPT2, input: string[] | number[][], opts?: RankingsOptions): Promise<RankingsResult[]>;
+export function rankingsAsync(model: GPT2, input: ModelInput, opts: RankingsOptions = {}): Promise<RankingsResult | RankingsResult[]> {
+  return readStepsAsync(rankingsSteps(model, input, opts));
+}
+
+function* rankingsSteps(model: GPT2, input: ModelInput, opts: RankingsOptions): ReadSteps<RankingsResult | RankingsResult[]> {
   const batch = tokens(model, input);
   const predictLast = opts.predictLast ?? true;
-  const last = predictLast ? lastPredictions(model, input, batch.lengths, opts) : [];
+  const last = predictLast ? yield* lastPredictions(model, input, batch.lengths, opts) : [];
   const cells: PassCell[] = [];
   const spans = batch.lengths.map((n, b) => {
     const pl = opts.promptLength ?? 1;
@@ -36,7 +48,7 @@ export function rankings(model: GPT2, input: ModelInput, opts: RankingsOptions =
     return { from, to: cells.length };
   });
   if (cells.length === 0) throw new SpError('BAD_INPUT', 'nothing to rank: a one-token prompt has no next token (keep predictLast on)');
-  const out = lensPass(model, batch, { ...opts, cells, topk: 0, stats: false });
+  const out = yield* lensPassSteps(model, batch, { ...opts, cells, topk: 0, stats: false });
   const name = tokenNamer(model);
   const R = out.R;
   const results = batch.lengths.map((n, b): RankingsResult => {
@@ -58,14 +70,19 @@ export function rankings(model: GPT2, input: ModelInput, opts: RankingsOptions =
 }
 
 /** The model's greedy next token after each prompt's last position (with the same overrides). */
-function lastPredictions(model: GPT2, input: ModelInput, lengths: number[], opts: LensRunOptions): number[] {
+function* lastPredictions(model: GPT2, input: ModelInput, lengths: number[], opts: LensRunOptions): ReadSteps<number[]> {
   const ragged = lengths.some((n) => n !== lengths[0]);
-  return tidy(() => {
+  const best = tidy(() => {
     const logits = model.forward(input, { embeds: opts.embeds, inject: opts.inject, fwdHooks: opts.fwdHooks, interventions: opts.interventions, logits: ragged ? 'all' : 'last' });
     const s = logits.shape[1];
     const rows = tf.concat(lengths.map((n, b) => tf.slice(logits, [b, ragged ? n - 1 : s - 1, 0], [1, 1, -1])), 0); // [b, 1, V]
-    return Array.from(tf.argMax(rows, -1).dataSync());
+    return tf.argMax(rows, -1);
   });
+  try {
+    return Array.from(yield best);
+  } finally {
+    best.dispose();
+  }
 }
 
 export interface WatchOptions extends LensRunOptions {
@@ -101,10 +118,21 @@ function watchPosition(opts: WatchOptions, n: number): number {
 export function rankingsWatch(model: GPT2, input: string | number[], watch: Array<string | number>, opts?: WatchOptions): WatchResult;
 export function rankingsWatch(model: GPT2, input: string[] | number[][], watch: Array<string | number>, opts?: WatchOptions): WatchResult[];
 export function rankingsWatch(model: GPT2, input: ModelInput, watch: Array<string | number>, opts: WatchOptions = {}): WatchResult | WatchResult[] {
+  return readSteps(watchSteps(model, input, watch, opts));
+}
+
+/** rankingsWatch awaiting its reads: the form for the webgpu backend (the same numbers on every backend). */
+export function rankingsWatchAsync(model: GPT2, input: string | number[], watch: Array<string | number>, opts?: WatchOptions): Promise<WatchResult>;
+export function rankingsWatchAsync(model: GPT2, input: string[] | number[][], watch: Array<string | number>, opts?: WatchOptions): Promise<WatchResult[]>;
+export function rankingsWatchAsync(model: GPT2, input: ModelInput, watch: Array<string | number>, opts: WatchOptions = {}): Promise<WatchResult | WatchResult[]> {
+  return readStepsAsync(watchSteps(model, input, watch, opts));
+}
+
+function* watchSteps(model: GPT2, input: ModelInput, watch: Array<string | number>, opts: WatchOptions): ReadSteps<WatchResult | WatchResult[]> {
   const watchIds = watchTokenIds(model, watch);
   const batch = tokens(model, input);
   const cells: PassCell[] = batch.lengths.map((n, b) => ({ b, pos: watchPosition(opts, n), targets: watchIds }));
-  const out = lensPass(model, batch, { ...opts, cells, topk: 0, stats: false });
+  const out = yield* lensPassSteps(model, batch, { ...opts, cells, topk: 0, stats: false });
   const name = tokenNamer(model);
   const { R, W } = out;
   const results = batch.lengths.map((n, b): WatchResult => {

@@ -1,7 +1,7 @@
 /** Logit lens, rankings, watch and top FF neurons against numpy golden answers and the float64 reference. */
 import fs from 'node:fs';
 import path from 'node:path';
-import { gpt2, logitLens, logitLensAsync, rankings, rankingsWatch, tf, topNeurons, lensRows, type GPT2, type LensResult } from '@sp/core';
+import { gpt2, logitLens, logitLensAsync, rankings, rankingsAsync, rankingsWatch, rankingsWatchAsync, tf, topNeurons, topNeuronsAsync, lensRows, type GPT2, type LensResult } from '@sp/core';
 import { FIXTURES, fixtureDir, golden, tmpDir } from '../helpers/fixtures.js';
 import { refForward, type RefWeights } from '../reference/gpt2-ref.js';
 import { entropy, kl, peakyModel, rankWindow, refLensRows, topIds } from './ref-lens.js';
@@ -165,6 +165,15 @@ describe('lens analyses vs the float64 reference (peaked random model)', () => {
       expect(r).toBeLessThan(model.config.nLayer + 1);
     });
     expect(rankingsWatch(model, ids, [' is']).position).toBe(ids.length - 1); // default: the last position
+  });
+
+  test('rankingsAsync, rankingsWatchAsync, topNeuronsAsync (the webgpu forms) return exactly what the sync forms do', async () => {
+    expect(await rankingsAsync(model, ids)).toEqual(rankings(model, ids));
+    expect(await rankingsAsync(model, [ids, ids.slice(0, 3)], { promptLength: 2 })).toEqual(rankings(model, [ids, ids.slice(0, 3)], { promptLength: 2 }));
+    expect(await rankingsWatchAsync(model, ids, [' is', 262], { position: 2 })).toEqual(rankingsWatch(model, ids, [' is', 262], { position: 2 }));
+    const before = tf.memory().numTensors;
+    expect(await topNeuronsAsync(model, ids, { k: 5, topTokens: 3 })).toEqual(topNeurons(model, ids, { k: 5, topTokens: 3 }));
+    expect(tf.memory().numTensors).toBe(before);
   });
 
   test('topNeurons: m·‖v‖ ranking and E·v top tokens match the reference', () => {

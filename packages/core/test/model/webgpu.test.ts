@@ -6,7 +6,7 @@
  * SP_REQUIRE_WEBGPU=1 so that a missing adapter fails instead of skipping.
  */
 import fs from 'node:fs';
-import { activationPatchingAsync, attentionPatternsAsync, hiddenStateAsync, directLogitAttributionAsync, embeddingProjectionAsync, gpt2, generate, logitLensAsync, speakingProbe, tf, webgpuAdapter, type ActivationCache, type GPT2, type HookName } from '@sp/core';
+import { activationPatchingAsync, attentionPatternsAsync, hiddenStateAsync, rankingsWatchAsync, topNeuronsAsync, directLogitAttributionAsync, embeddingProjectionAsync, gpt2, generate, logitLensAsync, speakingProbe, tf, webgpuAdapter, type ActivationCache, type GPT2, type HookName } from '@sp/core';
 import { engineInfo } from '@sp/core/internals';
 import { FIXTURES, fixtureDir, golden } from '../helpers/fixtures.js';
 import { compareCache, firstMismatch, LOGIT_TOL } from '../helpers/compare.js';
@@ -206,6 +206,29 @@ onGpu('webgpu: hooks, virtual tokens and injections vs the float64 reference', (
     const r = await speakingProbe(model, { prompt: 'Say <neuron> again', neurons: [{ type: 'hidden', prompt: src, layer: 1, position: 3 }], samples: 1, maxNewTokens: 2, eosTokenId: null, projectionTop: 0 });
     expect(r.neurons[0].source).toMatchObject({ type: 'hidden', layer: 1, position: 3 });
     expect(r.neurons[0].norm).toBeCloseTo(Math.hypot(...want), 4);
+  });
+
+  test('topNeuronsAsync: m·‖v‖ equals the reference; rankingsWatchAsync agrees with the lens', async () => {
+    const ids = [...PROMPT];
+    const d = SPEC.dModel, m = 4 * d, pos = 4;
+    const r = await topNeuronsAsync(model, ids, { position: pos, k: 5, topTokens: 3 });
+    const cache = refForward(fx.ref, ids).cache;
+    for (const n of r.neurons) {
+      const post = cache.get(`blocks.${n.layer}.mlp.hook_post`)!.data[pos * m + n.index];
+      const v = fx.ref.get(`h.${n.layer}.mlp.c_proj.weight`).subarray(n.index * d, (n.index + 1) * d);
+      const norm = Math.hypot(...v);
+      expect(Math.abs(n.coefficient - post)).toBeLessThan(1e-4);
+      expect(Math.abs(n.value_norm - norm) / norm).toBeLessThan(1e-5);
+      expect(Math.abs(n.score - post * norm)).toBeLessThan(1e-4);
+    }
+    const lens = await logitLensAsync(model, ids, { topk: 1 });
+    const top = lens.layers.map((l) => l.positions[pos].top[0]);
+    const watch = await rankingsWatchAsync(model, ids, [top.at(-1)!.id], { position: pos });
+    expect(watch.layers.at(-1)!.ranks[0]).toBe(1);
+    watch.layers.forEach((l, i) => {
+      if (top[i].id === top.at(-1)!.id) expect(l.ranks[0]).toBe(1);
+      if (l.ranks[0] === 1) expect(Math.abs(l.probs[0] - top[i].prob)).toBeLessThan(1e-6);
+    });
   });
 
   test('a GPU validation error (which WebGPU does not throw) is an SpError at the next read, then cleared', async () => {
