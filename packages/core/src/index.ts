@@ -42,7 +42,7 @@ export { interventionHooks, checkInterventions, type NeuronIntervention } from '
 export { attentionPatterns, attentionPatternsAsync, type AttentionOptions, type AttentionResult } from './causal/attention.js';
 export { activationPatching, activationPatchingAsync, PATCH_SITES, type PatchSite, type PatchingOptions, type PatchingResult } from './causal/patching.js';
 export { directLogitAttribution, directLogitAttributionAsync, type DlaOptions, type DlaResult, type DlaComponent } from './causal/dla.js';
-export { inputAttribution, gradientWrt, ATTRIBUTION_METHODS, type AttributionMethod, type AttributionOptions, type AttributionResult, type HookGradient } from './causal/attribution.js';
+export { inputAttribution, inputAttributionAsync, gradientWrt, gradientWrtAsync, ATTRIBUTION_METHODS, type AttributionMethod, type AttributionOptions, type AttributionResult, type HookGradient } from './causal/attribution.js';
 
 // Files and tokenizer
 export { GPT2Tokenizer } from './tokenizer/index.js';

@@ -1,4 +1,4 @@
-import { ATTRIBUTION_METHODS, inputAttribution, quoteToken, SpError, type AttributionMethod, type AttributionResult, type NeuronIntervention } from '@sp/core';
+import { ATTRIBUTION_METHODS, inputAttributionAsync, quoteToken, SpError, type AttributionMethod, type AttributionResult, type NeuronIntervention } from '@sp/core';
 import { attributionSpec, attrReportHtml } from '@sp/report';
 import type { Command } from 'commander';
 import { info, inputIds, loadModel, parseIntOpt, printJson, setNeuronOption } from '../common.js';
@@ -39,7 +39,7 @@ export function registerAttr(program: Command): void {
       try {
         const ids = inputIds(model, o);
         const t0 = performance.now();
-        const r = inputAttribution(model, ids, {
+        const r = await inputAttributionAsync(model, ids, {
           targetToken: o.targetToken, targetId: o.targetId, position: o.position, method, steps: o.steps, batchSize: o.batchSize,
           normalize: o.normalize, interventions: o.setNeuron,
         });

@@ -13,7 +13,8 @@
  * replaced by the differentiated tensor (the same values, so the forward pass is unchanged).
  */
 import type * as tfc from '@tensorflow/tfjs-core';
-import { tf, tidy } from '../backend/index.js';
+import { tf } from '../backend/index.js';
+import { readSteps, readStepsAsync, type ReadSteps } from '../backend/reads.js';
 import { SpError, assertInt } from '../errors.js';
 import type { HookName } from '../hooks/index.js';
 import type { GPT2, ModelInput } from '../model/gpt2.js';
@@ -63,6 +64,15 @@ export interface AttributionResult {
 
 /** Attribution of one prompt's target logit to its input tokens. */
 export function inputAttribution(model: GPT2, input: string | number[], opts: AttributionOptions = {}): AttributionResult {
+  return readSteps(attributionSteps(model, input, opts));
+}
+
+/** inputAttribution awaiting its reads: the form for the webgpu backend (the same numbers on every backend). */
+export function inputAttributionAsync(model: GPT2, input: string | number[], opts: AttributionOptions = {}): Promise<AttributionResult> {
+  return readStepsAsync(attributionSteps(model, input, opts));
+}
+
+function* attributionSteps(model: GPT2, input: string | number[], opts: AttributionOptions): ReadSteps<AttributionResult> {
   if (Array.isArray(input) && input.some((x) => Array.isArray(x) || typeof x === 'string')) {
     throw new SpError('BAD_INPUT', 'inputAttribution takes one prompt (text or token ids), not a batch');
   }
@@ -80,15 +90,15 @@ export function inputAttribution(model: GPT2, input: string | number[], opts: At
   const pos = resolvePosition(opts.position ?? -1, s);
   const fwd = { interventions: opts.interventions };
 
-  const { e, value } = tidy(() => {
-    const { logits, cache } = model.runWithCache(ids, { ...fwd, names: ['hook_embed'] });
-    try {
-      return { e: Float32Array.from(cache.get('hook_embed').dataSync() as Float32Array), value: (logits.dataSync() as Float32Array)[pos * model.config.dVocab + targetId] };
-    } finally {
-      logits.dispose();
-      cache.dispose();
-    }
-  });
+  const { logits, cache } = model.runWithCache(ids, { ...fwd, names: ['hook_embed'] });
+  let e: Float32Array, value: number;
+  try {
+    e = Float32Array.from(yield cache.get('hook_embed'));
+    value = (yield logits)[pos * model.config.dVocab + targetId];
+  } finally {
+    logits.dispose();
+    cache.dispose();
+  }
   const d = model.config.dModel;
   const target = (logits: tfc.Tensor) => logitAt(logits, pos, targetId, s);
 
@@ -103,7 +113,7 @@ export function inputAttribution(model: GPT2, input: string | number[], opts: At
         const a = (k0 + r) / steps;
         for (let i = 0; i < s * d; i++) scaled[r * s * d + i] = a * e[i];
       }
-      const g = hookGradient(model, Array.from({ length: n }, () => ids), 'hook_embed', tf.tensor3d(scaled, [n, s, d]), target, fwd).grad;
+      const g = (yield* hookGradient(model, Array.from({ length: n }, () => ids), 'hook_embed', tf.tensor3d(scaled, [n, s, d]), target, fwd)).grad;
       for (let r = 0; r < n; r++) for (let i = 0; i < s * d; i++) gsum[i] += g[r * s * d + i];
     }
     perPos = Array.from({ length: s }, (_, p) => {
@@ -112,7 +122,7 @@ export function inputAttribution(model: GPT2, input: string | number[], opts: At
       return a;
     });
   } else {
-    const g = hookGradient(model, [ids], 'hook_embed', tf.tensor3d(e, [1, s, d]), target, fwd).grad;
+    const g = (yield* hookGradient(model, [ids], 'hook_embed', tf.tensor3d(e, [1, s, d]), target, fwd)).grad;
     perPos = Array.from({ length: s }, (_, p) => {
       let a = 0;
       for (let i = 0; i < d; i++) a += method === 'grad' ? g[p * d + i] ** 2 : g[p * d + i] * e[p * d + i];
@@ -159,6 +169,15 @@ export interface HookGradient {
  * `hook_embed` at a virtual-token position is the gradient w.r.t. that vector. Tensors disposed.
  */
 export function gradientWrt(model: GPT2, input: ModelInput, hook: HookName, fn: (logits: tfc.Tensor3D) => tfc.Scalar, opts: { interventions?: NeuronIntervention[]; prependBos?: boolean } = {}): HookGradient {
+  return readSteps(gradientSteps(model, input, hook, fn, opts));
+}
+
+/** gradientWrt awaiting its reads: the form for the webgpu backend (the same numbers on every backend). */
+export function gradientWrtAsync(model: GPT2, input: ModelInput, hook: HookName, fn: (logits: tfc.Tensor3D) => tfc.Scalar, opts: { interventions?: NeuronIntervention[]; prependBos?: boolean } = {}): Promise<HookGradient> {
+  return readStepsAsync(gradientSteps(model, input, hook, fn, opts));
+}
+
+function* gradientSteps(model: GPT2, input: ModelInput, hook: HookName, fn: (logits: tfc.Tensor3D) => tfc.Scalar, opts: { interventions?: NeuronIntervention[]; prependBos?: boolean }): ReadSteps<HookGradient> {
   if (!model.hookNames().includes(hook)) throw new SpError('BAD_INPUT', `unknown hook point "${hook}" (see model.hookNames())`);
   const batch = model.toTokens(input, { prependBos: opts.prependBos });
   if (batch.mask.some((m) => m.includes(0))) throw new SpError('BAD_INPUT', 'gradientWrt needs equal-length inputs');
@@ -170,11 +189,11 @@ export function gradientWrt(model: GPT2, input: ModelInput, hook: HookName, fn: 
   } finally {
     cache.dispose();
   }
-  return hookGradient(model, batch.ids, hook, act, fn, opts);
+  return yield* hookGradient(model, batch.ids, hook, act, fn, opts);
 }
 
 /** ∂ fn(logits) / ∂ x where x replaces the activation at `hook` (x is taken and disposed). */
-function hookGradient(model: GPT2, ids: number[][], hook: HookName, x: tfc.Tensor, fn: (logits: tfc.Tensor3D) => tfc.Scalar, opts: { interventions?: NeuronIntervention[] }): HookGradient {
+function* hookGradient(model: GPT2, ids: number[][], hook: HookName, x: tfc.Tensor, fn: (logits: tfc.Tensor3D) => tfc.Scalar, opts: { interventions?: NeuronIntervention[] }): ReadSteps<HookGradient> {
   try {
     const { value, grad } = tf.valueAndGrad((v: tfc.Tensor) => {
       const out = fn(model.forward(ids, { interventions: opts.interventions, fwdHooks: [[hook, () => v]] }));
@@ -182,7 +201,8 @@ function hookGradient(model: GPT2, ids: number[][], hook: HookName, x: tfc.Tenso
       return out as tfc.Scalar;
     })(x);
     try {
-      return { value: value.dataSync()[0], grad: Float32Array.from(grad.dataSync() as Float32Array), shape: x.shape };
+      const v = (yield value)[0];
+      return { value: v, grad: Float32Array.from(yield grad), shape: x.shape };
     } finally {
       value.dispose();
       grad.dispose();

@@ -5,7 +5,7 @@
  * (SP_ENGINE=tfjs), and the onnxruntime engine's the same way. Integrated gradients: completeness (Σ ≈ target(x) − target(0), the error
  * shrinking with steps) and batched rows = one row at a time.
  */
-import { gpt2, gradientWrt, inputAttribution, tf, type GPT2 } from '@sp/core';
+import { gpt2, gradientWrt, gradientWrtAsync, inputAttribution, inputAttributionAsync, tf, type GPT2 } from '@sp/core';
 import { refForward, type RefWeights } from '../reference/gpt2-ref.js';
 import { readSafetensorsDir } from '../reference/safetensors-mini.js';
 import { engineInfo } from '@sp/core/internals';
@@ -79,6 +79,15 @@ describe.each(CASES)('%s', (_label, fixture, engine) => {
     // causal: later positions cannot affect the logit at `pos`
     for (let p = pos + 1; p < ids.length; p++) expect(r.attributions[p]).toBe(0);
     expect(r.attributions.slice(0, pos + 1).every((v) => Math.abs(v) > 1e-6)).toBe(true);
+  });
+
+  test('inputAttributionAsync and gradientWrtAsync (the webgpu forms) return exactly what the sync forms do', async () => {
+    for (const method of ['grad-x-input', 'integrated-gradients'] as const) {
+      const o = { targetId: TARGET, position: 3, method, steps: 5, batchSize: 2 };
+      expect(await inputAttributionAsync(model, ids, o)).toEqual(inputAttribution(model, ids, o));
+    }
+    const fn = (logits: tf.Tensor3D) => tf.sum(tf.slice(logits, [0, 4, TARGET], [1, 1, 1])) as tf.Scalar;
+    expect(await gradientWrtAsync(model, ids, 'blocks.1.hook_resid_pre', fn)).toEqual(gradientWrt(model, ids, 'blocks.1.hook_resid_pre', fn));
   });
 
   test('gradientWrt(hook_embed) = finite differences along random directions; grad = its per-position norm', () => {

@@ -6,7 +6,7 @@
  * SP_REQUIRE_WEBGPU=1 so that a missing adapter fails instead of skipping.
  */
 import fs from 'node:fs';
-import { activationPatchingAsync, attentionPatternsAsync, hiddenStateAsync, rankingsWatchAsync, topNeuronsAsync, directLogitAttributionAsync, embeddingProjectionAsync, gpt2, generate, logitLensAsync, speakingProbe, tf, webgpuAdapter, type ActivationCache, type GPT2, type HookName } from '@sp/core';
+import { activationPatchingAsync, attentionPatternsAsync, hiddenStateAsync, inputAttributionAsync, rankingsWatchAsync, topNeuronsAsync, directLogitAttributionAsync, embeddingProjectionAsync, gpt2, generate, logitLensAsync, speakingProbe, tf, webgpuAdapter, type ActivationCache, type GPT2, type HookName } from '@sp/core';
 import { engineInfo } from '@sp/core/internals';
 import { FIXTURES, fixtureDir, golden } from '../helpers/fixtures.js';
 import { compareCache, firstMismatch, LOGIT_TOL } from '../helpers/compare.js';
@@ -229,6 +229,21 @@ onGpu('webgpu: hooks, virtual tokens and injections vs the float64 reference', (
       if (top[i].id === top.at(-1)!.id) expect(l.ranks[0]).toBe(1);
       if (l.ranks[0] === 1) expect(Math.abs(l.probs[0] - top[i].prob)).toBeLessThan(1e-6);
     });
+  });
+
+  test('inputAttributionAsync (grad × input, tf.grad on the GPU) equals float64 central differences of the reference', async () => {
+    const ids = [...PROMPT];
+    const [pos, target] = [4, 318];
+    const r = await inputAttributionAsync(model, ids, { targetId: target, position: pos, method: 'grad-x-input' });
+    const d = SPEC.dModel;
+    const wte = fx.ref.get('wte.weight');
+    const f = (p: number, t: number) => {
+      const vector = Array.from({ length: d }, (_, i) => (1 + t) * wte[ids[p] * d + i]);
+      return refForward(fx.ref, ids, { embeds: [{ pos: p, vector }] }).logits[pos][target];
+    };
+    const h = 1e-4;
+    ids.forEach((_, p) => expect(Math.abs(r.attributions[p] - (f(p, h) - f(p, -h)) / (2 * h))).toBeLessThan(2e-4));
+    expect(r.attributions.slice(0, pos + 1).every((v) => Math.abs(v) > 1e-6)).toBe(true);
   });
 
   test('a GPU validation error (which WebGPU does not throw) is an SpError at the next read, then cleared', async () => {
