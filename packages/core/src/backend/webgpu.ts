@@ -108,7 +108,7 @@ function guard(): void {
     const bytes = 4 * (d?.shape ?? []).reduce((a, b) => a * b, 1); // tfjs webgpu stores every dtype in 4-byte words
     if (bytes > limit) {
       const mib = (n: number) => (n / 2 ** 20).toFixed(0);
-      throw new SpError('UNSUPPORTED', `webgpu: a [${d!.shape!.join(', ')}] tensor needs ${mib(bytes)} MiB in one buffer; this device binds at most ${mib(limit)} MiB (lower blockElements for the lens, or use another backend)`);
+      throw new SpError('UNSUPPORTED', `webgpu: a [${d!.shape!.join(', ')}] tensor needs ${mib(bytes)} MiB in one buffer; this device binds at most ${mib(limit)} MiB (use smaller inputs or batches, or another backend)`);
     }
     upload(dataId);
   };
