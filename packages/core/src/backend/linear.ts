@@ -80,7 +80,7 @@ export class TensorLinear implements Linear {
     return tf.clone(this.w);
   }
 
-  // On the host, sums in float64, from the parameter's values (which a GPU backend keeps on the host too).
+  // On the host, sums in float64 (webgpu: taken at load, before the first upload drops the host values; tfjs-engine.ts).
   rowNorms(): Float32Array {
     return (this.norms.row ??= norms(this.w, true));
   }

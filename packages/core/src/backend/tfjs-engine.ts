@@ -18,8 +18,8 @@ export const tfjsEngine: Engine = {
         const b = s.bias === undefined ? undefined : keep(up.tensor<tfc.Tensor1D>(s.bias, [s.outDim]));
         const l = new TensorLinear(w, b);
         // webgpu drops a tensor's host values at its first upload and cannot read them back
-        // synchronously: take the norms (embeddingProjection, neuron rankings) while they are there.
-        if (!syncReads()) (l.rowNorms(), l.colNorms());
+        // synchronously: take the norms the model will ask for while they are there.
+        if (!syncReads() && s.norms) (s.norms === 'rows' ? l.rowNorms() : l.colNorms());
         return l;
       });
       return { linears, arenas: 0, release: () => {} };

@@ -37,6 +37,11 @@ export interface LinearSpec {
   stored: 'in-out' | 'out-in';
   /** gelu_new follows (c_fc): an engine may offer both in one call (Linear.applyGelu). */
   gelu?: boolean;
+  /**
+   * The norms the model reads of this layer (tokenEmbeddingNorms, ffValueNorms): an engine whose
+   * memory cannot be read back synchronously (tfjs on webgpu) takes them at load.
+   */
+  norms?: 'rows' | 'cols';
 }
 
 /** A parameter loaded as a plain float32 tfjs tensor of `shape`. */
@@ -278,7 +283,7 @@ export class Uploader {
   /** A [rows, cols] matrix as a tfjs tensor stored transposed, [cols, rows]. */
   transposed(name: string, rows: number, cols: number): tfc.Tensor2D {
     if (!this.direct(name)) {
-      // Transposed on the host: the tensor keeps host values, so a GPU backend reads it synchronously.
+      // Transposed on the host: the new tensor holds host values until its first upload (the tfjs engine's load-time norms read them).
       const out = new Float32Array(rows * cols);
       this.copyTransposed(name, rows, cols, out, 0, rows);
       this.checkValues(name, out);

@@ -33,8 +33,11 @@ export function uploadWeights(ckpt: Checkpoint, opts: UploadOptions = {}): Devic
   const c = ckpt.config;
   const layers = Array.from({ length: c.nLayer }, (_, i) => i);
   const linears: LinearSpec[] = [
-    { weight: WTE, inDim: c.dModel, outDim: c.dVocab, stored: 'out-in' }, // [d_vocab, d_model] is W_Uᵀ
-    ...layers.flatMap((i) => blockMatrices(c, i).map((m, j): LinearSpec => ({ weight: m.name + '.weight', bias: m.name + '.bias', inDim: m.inDim, outDim: m.outDim, stored: 'in-out', gelu: j === 2 }))),
+    { weight: WTE, inDim: c.dModel, outDim: c.dVocab, stored: 'out-in', norms: 'cols' }, // [d_vocab, d_model] is W_Uᵀ; ‖E_i‖
+    ...layers.flatMap((i) => blockMatrices(c, i).map((m, j): LinearSpec => ({
+      weight: m.name + '.weight', bias: m.name + '.bias', inDim: m.inDim, outDim: m.outDim, stored: 'in-out', gelu: j === 2,
+      ...(j === 3 ? { norms: 'rows' as const } : {}), // ‖FF value j‖
+    }))),
   ];
   const norm = (n: string): TensorSpec[] => [{ name: n + '.weight', shape: [c.dModel] }, { name: n + '.bias', shape: [c.dModel] }];
   const tensors: TensorSpec[] = [

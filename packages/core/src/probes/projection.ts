@@ -5,7 +5,7 @@
  */
 import type * as tfc from '@tensorflow/tfjs-core';
 import { tf, tidy } from '../backend/index.js';
-import { readAsync } from '../backend/webgpu.js';
+import { readSteps, readStepsAsync, type ReadSteps } from '../backend/reads.js';
 import type { GPT2 } from '../model/gpt2.js';
 
 export interface ProjectedToken {
@@ -25,33 +25,27 @@ export interface EmbeddingProjection {
 
 /** Top-k of v·Eᵀ, raw and with normalised embeddings. `vector`: [d_model]. */
 export function embeddingProjection(model: GPT2, vector: ArrayLike<number>, k = 20): EmbeddingProjection {
-  const [raw, norm] = scores(model, vector);
-  try {
-    return projection(model, raw.dataSync() as Float32Array, norm.dataSync() as Float32Array, k);
-  } finally {
-    raw.dispose();
-    norm.dispose();
-  }
+  return readSteps(projectionSteps(model, vector, k));
 }
 
 /** embeddingProjection awaiting its reads: the form for the webgpu backend (the same numbers everywhere). */
-export async function embeddingProjectionAsync(model: GPT2, vector: ArrayLike<number>, k = 20): Promise<EmbeddingProjection> {
-  const [raw, norm] = scores(model, vector);
+export function embeddingProjectionAsync(model: GPT2, vector: ArrayLike<number>, k = 20): Promise<EmbeddingProjection> {
+  return readStepsAsync(projectionSteps(model, vector, k));
+}
+
+function* projectionSteps(model: GPT2, vector: ArrayLike<number>, k: number): ReadSteps<EmbeddingProjection> {
+  const [raw, norm] = tidy(() => {
+    const v = tf.tensor2d(Float32Array.from(vector), [1, vector.length]);
+    const scores = model.unembedVectors(v).reshape([-1]) as tfc.Tensor1D; // [V]: W_U is tied to the token embeddings
+    const embNorms = tf.tensor1d(model.tokenEmbeddingNorms()); // ‖E_i‖, [V]
+    return [scores, tf.div(scores, tf.maximum(embNorms, 1e-12))];
+  });
   try {
-    return projection(model, await readAsync(raw), await readAsync(norm), k);
+    return projection(model, Float32Array.from(yield raw), Float32Array.from(yield norm), k);
   } finally {
     raw.dispose();
     norm.dispose();
   }
-}
-
-function scores(model: GPT2, vector: ArrayLike<number>): [tfc.Tensor1D, tfc.Tensor1D] {
-  return tidy(() => {
-    const v = tf.tensor2d(Float32Array.from(vector), [1, vector.length]);
-    const raw = model.unembedVectors(v).reshape([-1]) as tfc.Tensor1D; // [V]: W_U is tied to the token embeddings
-    const embNorms = tf.tensor1d(model.tokenEmbeddingNorms()); // ‖E_i‖, [V]
-    return [raw, tf.div(raw, tf.maximum(embNorms, 1e-12)) as tfc.Tensor1D];
-  });
 }
 
 function projection(model: GPT2, rawData: Float32Array, normData: Float32Array, k: number): EmbeddingProjection {
