@@ -21,7 +21,7 @@ cd node_modules
 rm -rf webgpu/dist/{darwin-universal,linux-arm64,win32-arm64,win32-x64} @tensorflow/*/src
 find . \( -name '*.map' -o -name '*.d.ts' \) -delete
 for p in @tensorflow/*; do n=$(basename "$p"); find "$p/dist" -mindepth 1 -maxdepth 1 ! -name "tf-${n#tfjs-}.node.js" ! -name '*.wasm' -exec rm -rf {} +; done
-cd .. && cp "$REPO"/bench/dist/{webgpu,weights,paths}.js bench/
+cd .. && cp "$REPO"/bench/dist/{webgpu,weights,paths,stats}.js bench/
 tar cf - package.json node_modules bench | xz -T0 -6 > "$OUT/app.tar.xz"
 cd "$OUT" && apt-get download libvulkan1 2>/dev/null
 du -sh "$OUT"

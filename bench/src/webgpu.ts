@@ -10,6 +10,7 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import { gpt2, generate, logitLensAsync, tf, webgpuAdapter } from '@sp/core';
+import { fmt, stat } from './stats.js';
 import { ensureCheckpoint } from './weights.js';
 
 const [mode, dir, extra] = process.argv.slice(2);
@@ -25,12 +26,6 @@ interface Golden {
     lens: Array<{ layer: number; positions: Array<{ top: Array<{ id: number; prob: number }> }> }>;
   }>;
 }
-const stat = (xs: number[]) => {
-  const s = [...xs].sort((a, b) => a - b);
-  return { min: s[0], median: s[Math.floor(s.length / 2)], max: s[s.length - 1] };
-};
-const fmt = (x: ReturnType<typeof stat>) => `${x.median.toFixed(1)} (${x.min.toFixed(1)}–${x.max.toFixed(1)})`;
-
 if (mode === 'weights' && dir) {
   ensureCheckpoint('gpt2', console.log, dir);
   process.exit(0);
